@@ -1,0 +1,75 @@
+// CPU glue of the entropy and entropy_histogram ops.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../checks.h"
+#include "entropy_kernel.h"
+#include "histogram_kernel.h"
+
+namespace proxyfast {
+namespace cpu {
+namespace {
+
+// Rows per task: enough work (about 64K logits) to amortise the thread hand-off.
+int64_t grain_rows(int64_t num_classes) { return std::max<int64_t>(1, (int64_t{1} << 16) / num_classes); }
+
+void run_entropy(const at::Tensor& logits, float* entropy, float* log10_entropy, const BinSpec* bins,
+                 int32_t* bin_ids) {
+  const int64_t n = logits.size(0);
+  const int64_t c = logits.size(1);
+  const int64_t row_stride = logits.stride(0);
+  const int64_t col_stride = logits.stride(1);
+  const auto dtype = logits.scalar_type();
+  at::parallel_for(0, n, grain_rows(c), [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(static_cast<size_t>(c));
+    if (dtype == at::kFloat) {
+      entropy_rows(logits.const_data_ptr<float>(), c, row_stride, col_stride, begin, end, entropy, log10_entropy,
+                   bins, bin_ids, scratch.data());
+    } else if (dtype == at::kHalf) {
+      entropy_rows(reinterpret_cast<const Half16*>(logits.const_data_ptr<at::Half>()), c, row_stride, col_stride,
+                   begin, end, entropy, log10_entropy, bins, bin_ids, scratch.data());
+    } else {
+      entropy_rows(reinterpret_cast<const BFloat16*>(logits.const_data_ptr<at::BFloat16>()), c, row_stride,
+                   col_stride, begin, end, entropy, log10_entropy, bins, bin_ids, scratch.data());
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> entropy_cpu(const at::Tensor& logits) {
+  check_logits(logits);
+  const auto options = logits.options().dtype(at::kFloat);
+  at::Tensor entropy = at::empty({logits.size(0)}, options);
+  at::Tensor log10_entropy = at::empty({logits.size(0)}, options);
+  run_entropy(logits, entropy.mutable_data_ptr<float>(), log10_entropy.mutable_data_ptr<float>(), nullptr, nullptr);
+  return {entropy, log10_entropy};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> entropy_histogram_cpu(const at::Tensor& logits, double lo,
+                                                                                 double bin_width, int64_t n_bins,
+                                                                                 double top) {
+  check_logits(logits);
+  check_bins(lo, bin_width, n_bins, top);
+  const int64_t n = logits.size(0);
+  const auto options = logits.options();
+  at::Tensor entropy = at::empty({n}, options.dtype(at::kFloat));
+  at::Tensor log10_entropy = at::empty({n}, options.dtype(at::kFloat));
+  at::Tensor bin_ids = at::empty({n}, options.dtype(at::kInt));
+  at::Tensor counts = at::empty({n_bins}, options.dtype(at::kLong));
+  const BinSpec bins{lo, bin_width, top, static_cast<int32_t>(n_bins)};
+  run_entropy(logits, entropy.mutable_data_ptr<float>(), log10_entropy.mutable_data_ptr<float>(), &bins,
+              bin_ids.mutable_data_ptr<int32_t>());
+  count_bins(bin_ids.const_data_ptr<int32_t>(), n, bins.n_bins, counts.mutable_data_ptr<int64_t>());
+  return {entropy, log10_entropy, bin_ids, counts};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(proxyfast, CPU, m) {
+  m.impl("entropy", &entropy_cpu);
+  m.impl("entropy_histogram", &entropy_histogram_cpu);
+}
+
+}  // namespace cpu
+}  // namespace proxyfast
