@@ -1,0 +1,155 @@
+"""Weighted sampling without replacement: exact distribution and properties."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from proxyfast import ops
+from proxyfast.reference import successive_sampling_probabilities
+
+TRIALS = 20_000
+
+
+def chi_square_p_value(observed: dict, expected_probability: dict, trials: int) -> float:
+    keys = sorted(expected_probability, key=lambda key: sorted(key) if isinstance(key, frozenset) else key)
+    assert set(observed) <= set(keys), "an outcome of probability zero was drawn"
+    expected = np.array([expected_probability[key] * trials for key in keys])
+    counts = np.array([observed.get(key, 0) for key in keys])
+    assert expected.min() >= 5, "too few trials for a chi-square test"
+    return stats.chisquare(counts, expected).pvalue
+
+
+def draw_many(weights, k, trials, first_seed):
+    w = torch.tensor(weights, dtype=torch.float64)
+    return [tuple(ops.weighted_sample(w, k, seed).tolist()) for seed in range(first_seed, first_seed + trials)]
+
+
+@pytest.mark.parametrize("weights, k", [([1.0, 2.0, 3.0, 4.0, 5.0, 0.5], 3), ([0.1, 10.0, 1.0, 0.0, 3.0], 2)])
+def test_subset_distribution_is_successive_sampling(rng, weights, k):
+    """Chi-square of the drawn subsets against their exact inclusion probabilities."""
+    sequence_probability, set_probability = successive_sampling_probabilities(weights, k)
+    draws = draw_many(weights, k, TRIALS, first_seed=int(rng.integers(0, 2**40)))
+    observed_sets: dict = {}
+    observed_sequences: dict = {}
+    for draw in draws:
+        observed_sets[frozenset(draw)] = observed_sets.get(frozenset(draw), 0) + 1
+        observed_sequences[draw] = observed_sequences.get(draw, 0) + 1
+    # Each test has a 1e-4 chance of a false alarm.
+    assert chi_square_p_value(observed_sets, set_probability, TRIALS) > 1e-4
+    # The order returned is the draw order, so sequences follow the same law.
+    assert chi_square_p_value(observed_sequences, sequence_probability, TRIALS) > 1e-4
+
+
+def test_inclusion_frequencies(rng):
+    """Per-item inclusion frequencies against exact inclusion probabilities (N = 7, k = 4)."""
+    weights = [0.2, 0.5, 1.0, 1.0, 2.0, 4.0, 8.0]
+    k = 4
+    _, set_probability = successive_sampling_probabilities(weights, k)
+    inclusion = np.zeros(len(weights))
+    for subset, p in set_probability.items():
+        inclusion[list(subset)] += p
+    assert inclusion.sum() == pytest.approx(k)
+    counts = np.zeros(len(weights))
+    for draw in draw_many(weights, k, TRIALS, first_seed=int(rng.integers(0, 2**40))):
+        counts[list(draw)] += 1
+    # Binomial z-scores per item: all within 4.5 standard deviations.
+    z = (counts - TRIALS * inclusion) / np.sqrt(TRIALS * inclusion * (1 - inclusion))
+    assert np.all(np.abs(z) < 4.5), z
+
+
+def test_large_n_first_draw_follows_weights(rng):
+    """The first draw of N = 20,000 items: bins of items by weight, chi-square."""
+    n = 20_000
+    weights = torch.from_numpy(rng.pareto(1.5, size=n) + 0.01)
+    groups = torch.bucketize(weights, torch.quantile(weights, torch.linspace(0, 1, 11, dtype=torch.float64)[1:-1]))
+    share = torch.zeros(10, dtype=torch.float64).index_add_(0, groups, weights) / weights.sum()
+    counts = np.zeros(10)
+    first_seed = int(rng.integers(0, 2**40))
+    for seed in range(first_seed, first_seed + 3000):
+        counts[int(groups[ops.weighted_sample(weights, 1, seed)[0]])] += 1
+    assert stats.chisquare(counts, share.numpy() * 3000).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (1, 0), (10, 10), (1000, 1), (4097, 1000), (100_003, 50_000)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_properties(rng, n, k, dtype):
+    weights = torch.from_numpy(rng.uniform(0.001, 5, size=n)).to(dtype)
+    seed = int(rng.integers(0, 2**63 - 1))
+    indices = ops.weighted_sample(weights, k, seed)
+    assert indices.dtype == torch.int64 and indices.shape == (k,)
+    assert len(set(indices.tolist())) == k
+    assert k == 0 or (indices.min() >= 0 and indices.max() < n)
+    assert torch.equal(indices, ops.weighted_sample(weights, k, seed))
+    if k < n and k > 1:
+        assert not torch.equal(indices, ops.weighted_sample(weights, k, seed + 1))
+        assert not torch.equal(indices, ops.weighted_sample(weights, k, seed, stream=1))
+
+
+def test_zero_weights_never_drawn(rng):
+    weights = torch.from_numpy(rng.uniform(0, 1, size=5000))
+    weights[rng.choice(5000, 4000, replace=False)] = 0.0
+    positive = set(torch.nonzero(weights).flatten().tolist())
+    for seed in range(20):
+        assert set(ops.weighted_sample(weights, 600, seed).tolist()) <= positive
+    # k equal to the number of positive weights draws exactly those.
+    assert set(ops.weighted_sample(weights, len(positive), 0).tolist()) == positive
+
+
+def test_float32_and_float64_weights_agree(rng):
+    weights = torch.from_numpy(rng.integers(1, 100, size=3000).astype(np.float64))
+    assert torch.equal(ops.weighted_sample(weights, 700, 5), ops.weighted_sample(weights.float(), 700, 5))
+
+
+def test_threads_do_not_change_results(rng):
+    weights = torch.from_numpy(rng.uniform(size=300_000))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.weighted_sample(weights, 30_000, 11)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, ops.weighted_sample(weights, 30_000, 11))
+
+
+def test_uniform_weights_give_a_permutation(rng):
+    order = ops.weighted_sample(torch.ones(1000, dtype=torch.float64), 1000, int(rng.integers(0, 2**40)))
+    assert sorted(order.tolist()) == list(range(1000))
+
+
+def test_beyond_multinomial_cap():
+    """torch.multinomial refuses more than 2^24 categories; this op does not."""
+    n = 2**24 + 5
+    weights = torch.ones(n, dtype=torch.float32)
+    weights[-1] = 1e9  # almost surely the first draw
+    indices = ops.weighted_sample(weights, 3, 1)
+    assert indices[0].item() == n - 1 and len(set(indices.tolist())) == 3
+
+
+def test_bad_arguments():
+    w = torch.ones(5)
+    with pytest.raises(ValueError, match=r"k = 6 exceeds the number of positive weights \(5\)"):
+        ops.weighted_sample(w, 6, 0)
+    with pytest.raises(ValueError, match=r"k = 3 exceeds the number of positive weights \(2\)"):
+        ops.weighted_sample(torch.tensor([0.0, 1.0, 0.0, 2.0]), 3, 0)
+    with pytest.raises(ValueError, match="k must be non-negative"):
+        ops.weighted_sample(w, -1, 0)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        ops.weighted_sample(w, 2.0, 0)
+    with pytest.raises(ValueError, match="weights must be non-negative"):
+        ops.weighted_sample(torch.tensor([1.0, -0.5]), 1, 0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weights must be finite"):
+            ops.weighted_sample(torch.tensor([1.0, bad]), 1, 0)
+    with pytest.raises(ValueError, match="weights must be 1-D"):
+        ops.weighted_sample(torch.ones(2, 2), 1, 0)
+    with pytest.raises(TypeError, match="weights must be float32 or float64"):
+        ops.weighted_sample(torch.ones(3, dtype=torch.int64), 1, 0)
+    with pytest.raises(ValueError, match="weights is empty"):
+        ops.weighted_sample(torch.ones(0), 0, 0)
+    with pytest.raises(ValueError, match="seed must be in"):
+        ops.weighted_sample(w, 1, -1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        ops.weighted_sample(w, 1, 0.5)
+    with pytest.raises(RuntimeError, match="weights must be finite and non-negative; 1 are not"):
+        torch.ops.proxyfast.weighted_sample.default(torch.tensor([1.0, -1.0]), 1, 0, 0)
