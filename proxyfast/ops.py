@@ -13,10 +13,15 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library, which registers the operators)
 
-__all__ = ["entropy", "entropy_histogram", "histogram_bins", "weighted_sample", "LOGIT_DTYPES"]
+__all__ = ["entropy", "entropy_histogram", "histogram_bins", "weighted_sample", "has_cuda_kernels", "LOGIT_DTYPES"]
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_SEED = 2**63 - 1
+
+
+def has_cuda_kernels() -> bool:
+    """Whether this build of the extension has the CUDA kernels (built with CUDA_HOME set)."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("proxyfast::entropy", "CUDA")
 
 
 def _check_logits(logits):

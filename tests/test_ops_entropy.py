@@ -184,3 +184,10 @@ def test_runs_under_torch_compile(rng):
     got = entropy_of(logits)
     want = ops.entropy(logits * 2.0)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_has_cuda_kernels_matches_the_build():
+    has = ops.has_cuda_kernels()
+    assert isinstance(has, bool)
+    if not has:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key("proxyfast::entropy", "CPU")

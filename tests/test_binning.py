@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from proxyfast import ops
-from proxyfast.histogram import histogram, histogram_edges
+from proxyfast.binning import histogram, histogram_edges
 from proxyfast.reference import histogram_reference
 
 

@@ -1,0 +1,252 @@
+"""A selected proxy subset and its file format.
+
+File format, version 1 (all integers little-endian)::
+
+    offset          size          field
+    0               8             magic b"PXYSET\\0\\0"
+    8               4             uint32 format version (1)
+    12              8             uint64 L, the length of the header in bytes
+    20              L             header: a UTF-8 JSON object (below)
+    20 + L          8 * k         the k selected indices, int64, in the proxy's order
+    20 + L + 8k     32            SHA-256 of every byte before it
+
+Header keys: ``n`` (examples in the full data), ``k`` (selected), ``method``, ``params``
+(``seed``, ``bin_width`` and, where used, ``fraction``, ``round_to``, ``beta``),
+``histogram`` (``edges``, ``counts``, ``bin_width``), ``selected_per_bin``,
+``fingerprint`` (``Scores.fingerprint()`` of the scores it was selected from),
+``proxyfast_version`` and ``created`` (ISO 8601, UTC). Readers ignore keys they do not
+know; a change that old readers cannot ignore increments the format version. Files are
+written atomically: a temporary file in the same directory, fsynced, then renamed.
+The same specification is in docs/proxyset-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ._atomic import atomic_write
+from ._version import __version__
+from .binning import Histogram
+from .scoring import Scores
+
+__all__ = ["ProxySet", "BinRow", "MAGIC", "FORMAT_VERSION"]
+
+MAGIC = b"PXYSET\0\0"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
+_DIGEST_SIZE = 32
+
+
+class BinRow(NamedTuple):
+    """One histogram bin: the range [lo, hi), its examples and how many were selected."""
+
+    lo: float
+    hi: float
+    examples: int
+    selected: int
+    percent: float
+
+
+class ProxySet:
+    """The indices of a proxy subset of N examples, with how they were selected.
+
+    Attributes:
+        indices: int64 [k], distinct, in a seeded random order.
+        n: the number of examples the proxy was selected from.
+        method: the selection method's name.
+        params: the selection parameters (seed, bin_width, and fraction, round_to, beta
+            where they were used).
+        histogram: the log10-entropy histogram of all N examples.
+        selected_per_bin: int64 [n_bins], selected examples per histogram bin.
+    """
+
+    def __init__(
+        self,
+        indices: torch.Tensor,
+        *,
+        n: int,
+        method: str,
+        params: dict[str, Any],
+        histogram: Histogram,
+        selected_per_bin: np.ndarray,
+        scores: Scores | None = None,
+        fingerprint: str | None = None,
+        created: str | None = None,
+        proxyfast_version: str = __version__,
+    ) -> None:
+        if scores is None and fingerprint is None:
+            raise ValueError("a ProxySet needs the scores it was selected from or their fingerprint")
+        self.indices = indices
+        self.n = int(n)
+        self.method = method
+        self.params = dict(params)
+        self.histogram = histogram
+        self.selected_per_bin = np.asarray(selected_per_bin, dtype=np.int64)
+        self.created = created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.proxyfast_version = proxyfast_version
+        # The fingerprint hashes all N scores on the host; it is computed only when needed.
+        self._scores = scores
+        self._fingerprint = fingerprint
+
+    @property
+    def k(self) -> int:
+        return self.indices.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.indices.device
+
+    @property
+    def fingerprint(self) -> str:
+        """``Scores.fingerprint()`` of the scores this proxy was selected from."""
+        if self._fingerprint is None:
+            self._fingerprint = self._scores.fingerprint()
+        return self._fingerprint
+
+    def __len__(self) -> int:
+        return self.k
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        return f"ProxySet(method={self.method!r}, k={self.k}, n={self.n}, {params}, device={self.device})"
+
+    def to(self, device: torch.device | str) -> "ProxySet":
+        """A copy with the indices on ``device``."""
+        copy = object.__new__(ProxySet)
+        copy.__dict__.update(self.__dict__)
+        copy.indices = self.indices.to(device)
+        return copy
+
+    def split(self, train_portion: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight-training indices, architecture indices): the first
+        ``floor(train_portion * k)`` indices and the rest. The indices are in random order,
+        so both parts are unbiased samples of the proxy."""
+        if isinstance(train_portion, bool) or not isinstance(train_portion, (int, float)):
+            raise TypeError(f"train_portion must be a number, got {type(train_portion).__name__}")
+        if not 0 <= train_portion <= 1:  # also false for nan
+            raise ValueError(f"train_portion must be in [0, 1], got {train_portion!r}")
+        n_train = math.floor(train_portion * self.k)
+        return self.indices[:n_train], self.indices[n_train:]
+
+    def table(self) -> list[BinRow]:
+        """Per-bin rows: range, examples, selected, percent of the bin's examples selected."""
+        edges, counts = self.histogram.edges, self.histogram.counts
+        rows = []
+        for b, selected in enumerate(self.selected_per_bin.tolist()):
+            examples = int(counts[b])
+            percent = 100.0 * selected / examples if examples else 0.0
+            rows.append(BinRow(float(edges[b]), float(edges[b + 1]), examples, selected, percent))
+        return rows
+
+    def header(self) -> dict[str, Any]:
+        """The file header of this proxy set (computes the fingerprint if needed)."""
+        return {
+            "n": self.n,
+            "k": self.k,
+            "method": self.method,
+            "params": self.params,
+            "histogram": self.histogram.to_dict(),
+            "selected_per_bin": self.selected_per_bin.tolist(),
+            "fingerprint": self.fingerprint,
+            "proxyfast_version": self.proxyfast_version,
+            "created": self.created,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the proxy set to ``path`` atomically (format in the module docstring)."""
+        header = json.dumps(self.header(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+        body = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+        body += self.indices.detach().to("cpu", torch.int64).contiguous().numpy().astype("<i8", copy=False).tobytes()
+        with atomic_write(path) as file:
+            file.write(body)
+            file.write(hashlib.sha256(body).digest())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, scores: Scores | None = None) -> "ProxySet":
+        """Reads a proxy set written by :meth:`save`; indices on the CPU.
+
+        With ``scores``, also checks that the proxy was selected from these scores.
+        Raises ValueError naming the file when it is not a proxy set file, is truncated
+        or corrupt, or was written by a newer proxyfast.
+        """
+        with open(path, "rb") as file:
+            data = file.read()
+        header, indices = _parse(os.fspath(path), data)
+        proxy = cls(
+            torch.from_numpy(indices),
+            n=header["n"],
+            method=header["method"],
+            params=header["params"],
+            histogram=Histogram.from_dict(header["histogram"]),
+            selected_per_bin=np.asarray(header["selected_per_bin"], dtype=np.int64),
+            fingerprint=header["fingerprint"],
+            created=header["created"],
+            proxyfast_version=header["proxyfast_version"],
+        )
+        if scores is not None:
+            proxy.check_scores(scores, source=os.fspath(path))
+        return proxy
+
+    def check_scores(self, scores: Scores, source: str = "the proxy set") -> None:
+        """Raises ValueError unless this proxy was selected from ``scores``."""
+        if len(scores) != self.n or scores.fingerprint() != self.fingerprint:
+            raise ValueError(
+                f"{source}: this proxy set was selected from different scores "
+                f"(n = {self.n}, fingerprint {self.fingerprint}; the scores given have "
+                f"n = {len(scores)}, fingerprint {scores.fingerprint()})"
+            )
+
+
+_HEADER_KEYS = ("n", "k", "method", "params", "histogram", "selected_per_bin", "fingerprint",
+                "proxyfast_version", "created")
+
+
+def _parse(path: str, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
+    """Checks a proxy set file's bytes and returns its header and indices."""
+    if len(data) < len(MAGIC) and MAGIC.startswith(data):
+        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes)")
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path}: not a proxyfast proxy set file (bad magic bytes)")
+    if len(data) < _PREAMBLE.size:
+        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes)")
+    _, version, header_size = _PREAMBLE.unpack_from(data)
+    # The version comes before the checksum: a newer format may place it elsewhere.
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by a newer proxyfast (file format version {version}; proxyfast "
+            f"{__version__} reads up to version {FORMAT_VERSION}); upgrade proxyfast to read it"
+        )
+    if version < 1:
+        raise ValueError(f"{path}: invalid proxy set file format version {version}")
+    header_end = _PREAMBLE.size + header_size
+    if len(data) < header_end + _DIGEST_SIZE:
+        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes; the header alone needs {header_end})")
+    intact = hashlib.sha256(data[:-_DIGEST_SIZE]).digest() == data[-_DIGEST_SIZE:]
+    try:
+        header = json.loads(data[_PREAMBLE.size:header_end].decode("utf-8"))
+        k = int(header["k"])
+        expected = header_end + 8 * k + _DIGEST_SIZE
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        if intact:
+            raise ValueError(f"{path}: malformed proxy set header") from None
+        raise ValueError(f"{path}: corrupt proxy set file (checksum mismatch)") from None
+    if len(data) < expected:
+        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes, expected {expected})")
+    if not intact or len(data) != expected:
+        raise ValueError(f"{path}: corrupt proxy set file (checksum mismatch)")
+    missing = [key for key in _HEADER_KEYS if key not in header]
+    if missing:
+        raise ValueError(f"{path}: malformed proxy set header (missing {', '.join(missing)})")
+    indices = np.frombuffer(data, dtype="<i8", count=k, offset=header_end).astype(np.int64)
+    if k and (indices.min() < 0 or indices.max() >= header["n"]):
+        raise ValueError(f"{path}: malformed proxy set (an index is outside [0, {header['n']}))")
+    return header, indices

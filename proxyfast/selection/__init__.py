@@ -1,0 +1,153 @@
+"""Proxy selection: :func:`select` and the registry of methods behind it."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+from .. import ops
+from ..proxyset import ProxySet
+from ..scoring import Scores, as_scores
+from . import methods  # noqa: F401  (registers the built-in methods)
+from .registry import METHODS, SelectionContext, available_methods, register_method
+
+__all__ = ["select", "METHODS", "SelectionContext", "available_methods", "register_method"]
+
+# The stream of ops.weighted_sample that orders the selected indices; methods use stream 0.
+SHUFFLE_STREAM = 1
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _proxy_size(n: int, k: Any, fraction: Any, round_to: Any) -> int:
+    if (k is None) == (fraction is None):
+        raise ValueError(f"give exactly one of k and fraction, got k={k!r} and fraction={fraction!r}")
+    if fraction is not None:
+        if not _is_real(fraction):
+            raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
+        if not 0 < fraction <= 1:  # also false for nan
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        k = math.floor(fraction * n)
+    else:
+        if not _is_integer(k):
+            raise TypeError(f"k must be an integer, got {type(k).__name__}")
+        k = int(k)
+        if k < 0:
+            raise ValueError(f"k must be non-negative, got {k}")
+        if k > n:
+            raise ValueError(f"k = {k} exceeds the number of examples ({n})")
+    if round_to is not None:
+        if not _is_integer(round_to) or round_to < 1:
+            raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
+        k -= k % int(round_to)
+    return k
+
+
+def _check_number(name: str, value: Any, low: float, high: float) -> float:
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not low <= value <= high:  # also false for nan
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return value
+
+
+def _target_device(device: torch.device | str) -> torch.device:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a valid device: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA device")
+    if device.type == "cuda" and not ops.has_cuda_kernels():
+        raise ValueError(
+            f"device {str(device)!r}: this proxyfast build has no CUDA kernels; rebuild it with a CUDA build of "
+            "torch and CUDA_HOME set"
+        )
+    return device
+
+
+def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
+    """``indices`` in a seeded random order, the same on every device."""
+    if indices.numel() < 2:
+        return indices
+    ones = torch.ones(indices.numel(), dtype=torch.float64, device=indices.device)
+    return indices[ops.weighted_sample(ones, indices.numel(), seed, stream=SHUFFLE_STREAM)]
+
+
+def select(
+    scores: Scores | torch.Tensor | Any,
+    k: int | None = None,
+    fraction: float | None = None,
+    method: str = "p1",
+    seed: int = 0,
+    bin_width: float = 0.5,
+    beta: float = 0.9,
+    device: torch.device | str | None = None,
+    round_to: int | None = None,
+) -> ProxySet:
+    """Selects a proxy subset of ``k`` examples (DESIGN.md section 2.3).
+
+    Args:
+        scores: a :class:`Scores`, a 2-D tensor of logits [N, C], or a 1-D tensor, ndarray
+            or list of entropies in nats.
+        k: the proxy size, an integer in [0, N]. Give this or ``fraction``.
+        fraction: the proxy size as a fraction of N in (0, 1]; ``k = floor(fraction * N)``.
+        method: one of :func:`available_methods` (``p1``, the paper's main method, by default).
+        seed: seeds the sampling and the final order; same seed, same proxy, on any device.
+        bin_width: width of the log10-entropy bins (the paper: 0.5 CIFAR-10, 0.25 CIFAR-100
+            and ImageNet, 0.2 SVHN).
+        beta: share of low-entropy examples for ``deterministic``, in [0, 1].
+        device: where to compute; None keeps the device of ``scores``.
+        round_to: round k down to a multiple of this (the paper used 1000 on ImageNet).
+
+    Returns:
+        A :class:`ProxySet` whose indices are in a seeded random order, so that
+        :meth:`ProxySet.split` gives unbiased halves.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; available methods: {', '.join(available_methods())}")
+    seed = ops.check_seed(seed)
+    if not _is_real(bin_width) or not (math.isfinite(bin_width) and bin_width > 0):
+        raise ValueError(f"bin_width must be a positive finite number, got {bin_width!r}")
+    beta = _check_number("beta", beta, 0.0, 1.0)
+    target = _target_device(device) if device is not None else None
+
+    scores = as_scores(scores)
+    if target is not None:
+        scores = scores.to(target)
+    k = _proxy_size(len(scores), k, fraction, round_to)
+
+    ctx = SelectionContext(scores=scores, k=k, seed=seed, bin_width=float(bin_width), beta=beta)
+    indices = METHODS[method](ctx)
+    if indices.shape != (k,):
+        raise RuntimeError(f"selection method {method!r} returned shape {tuple(indices.shape)}, expected ({k},)")
+    indices = _shuffle(indices.to(torch.int64), seed)
+
+    params: dict[str, Any] = {"seed": seed, "bin_width": float(bin_width)}
+    if fraction is not None:
+        params["fraction"] = float(fraction)
+    if round_to is not None:
+        params["round_to"] = int(round_to)
+    if method == "deterministic":
+        params["beta"] = beta
+    hist = ctx.histogram  # every proxy carries the histogram of its data, for the report
+    selected_per_bin = torch.bincount(ctx.bin_ids[indices].to(torch.int64), minlength=hist.n_bins)
+    return ProxySet(
+        indices,
+        n=len(scores),
+        method=method,
+        params=params,
+        histogram=hist,
+        selected_per_bin=selected_per_bin.cpu().numpy(),
+        scores=scores,
+    )
