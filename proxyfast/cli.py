@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from ._version import __version__
-from .datasets import imagenet_scale_scores
+from .data import imagenet_scale_scores
 from .io import read_entropy_list
 from .proxyset import ProxySet
 from .report import bin_table, plot_histogram

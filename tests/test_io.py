@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from proxyfast import datasets
+from proxyfast.data import builtin as datasets
 from proxyfast.io import read_entropy_list, write_entropy_list
 from proxyfast.scoring import Scores
 
@@ -72,7 +72,7 @@ def test_builtin_list_is_written_back_byte_for_byte(tmp_path):
     assert len(scores) == 50_000 and scores.labels.min() == 0 and scores.labels.max() == 99
     path = tmp_path / "cifar100.txt.gz"
     write_entropy_list(path, scores)
-    packaged = os.path.join(os.path.dirname(datasets.__file__), "data", datasets.BUILTIN_ENTROPY_LIST)
+    packaged = os.path.join(os.path.dirname(datasets.__file__), datasets.BUILTIN_ENTROPY_LIST)
     with gzip.open(packaged, "rb") as original, gzip.open(path, "rb") as written:
         assert written.read() == original.read()
 
