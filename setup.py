@@ -29,13 +29,13 @@ def extension():
     # -ffp-contract=off: the sampling keys must round identically on CPU and GPU
     # (csrc/common/det_math.h). -fno-trapping-math: lets branch-free kernels vectorize.
     # -fopenmp: at::parallel_for runs in parallel only when the extension has OpenMP.
-    cxx_flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
+    cxx_flags = ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     cpu_sources = ["csrc/proxyfast.cpp"] + sources("csrc/cpu/*.cpp")
     if want_cuda():
         return cpp_extension.CUDAExtension(
             "proxyfast._C",
             cpu_sources + sources("csrc/cuda/*.cu"),
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20"]},
             extra_link_args=["-fopenmp"],
         )
     return cpp_extension.CppExtension(

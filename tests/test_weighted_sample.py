@@ -153,3 +153,10 @@ def test_bad_arguments():
         ops.weighted_sample(w, 1, 0.5)
     with pytest.raises(RuntimeError, match="weights must be finite and non-negative; 1 are not"):
         torch.ops.proxyfast.weighted_sample.default(torch.tensor([1.0, -1.0]), 1, 0, 0)
+
+
+def test_tiny_positive_weights_can_be_drawn():
+    """A weight so small that E / w overflows still counts as positive: drawn last."""
+    weights = torch.tensor([1e-320, 1.0, 0.0, 1e-310], dtype=torch.float64)
+    indices = ops.weighted_sample(weights, 3, 0)
+    assert indices.tolist() == [1, 0, 3]  # both tiny clocks cap at the largest double: index order

@@ -10,7 +10,8 @@
 //     = exp(g) * [delta2 * log1p(delta) / delta + (u2 - g * delta2) / (1 + delta)].
 // Every term is non-negative (no cancellation) and the bracket is O(C * (1 + |g|)),
 // so log H = g + log(bracket) is finite for every finite row even when H itself
-// underflows. Terms with z_i - m2 < -87 are dropped: each is below 2^-125 of delta2 >= 1.
+// underflows. Terms with z_i - m2 < -87 are evaluated at -87 (exp stays a normal fp32):
+// each is below 2^-125 of delta2 >= 1, so the change is far below rounding.
 #pragma once
 
 #include <cmath>

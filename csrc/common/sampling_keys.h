@@ -22,10 +22,13 @@ enum SampleStream : uint32_t {
 };
 
 // The clock of an item with uniform u: +inf for a zero weight (never drawn); negative
-// or NaN for a negative or NaN weight, so that callers can detect invalid weights.
+// or NaN for a negative or NaN weight, and +0 for an infinite one, so that callers can
+// detect invalid weights. A positive weight so small (below ~1e-307) that E / w
+// overflows gets the largest finite clock instead: it is drawn last, but it can be drawn.
 PF_HOST_DEVICE PF_FORCE_INLINE double clock_from_uniform(double weight, double u) {
   const double clock = det_div(-det_log(u), weight);
-  return weight == 0.0 ? bits_double(0x7FF0000000000000ull) : clock;
+  const double capped = clock > 1.7976931348623157e308 ? 1.7976931348623157e308 : clock;  // NaN stays NaN
+  return weight == 0.0 ? bits_double(0x7FF0000000000000ull) : capped;
 }
 
 // The clock of item `index`.
