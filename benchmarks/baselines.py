@@ -1,0 +1,42 @@
+"""Baselines the benchmarks compare against, written after the published algorithms."""
+
+import numpy as np
+import torch
+
+
+def textbook_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """The usual one-liner: three N x C temporaries and underflow to 0 past margin ~100."""
+    return -(torch.softmax(logits, dim=1) * torch.log_softmax(logits, dim=1)).sum(dim=1)
+
+
+def paper_p1_loop(entropy: np.ndarray, fraction: float, bin_width: float, rng: np.random.RandomState) -> np.ndarray:
+    """The paper's P1 selection as its public code runs it: each example is binned by a
+    Python scan over the bins, then ``RandomState.choice(replace=False, p=...)``."""
+    log_entropy = np.log10(entropy)
+    low, high = log_entropy.min(), log_entropy.max()
+    lo = np.round(low)
+    while low < lo:
+        lo -= bin_width
+    hi = np.round(high)
+    while high > hi:
+        hi += bin_width
+    edges = np.arange(lo, hi + bin_width, bin_width)
+    members = [[] for _ in range(len(edges) - 1)]
+    for index, value in enumerate(log_entropy):
+        for b in range(len(edges) - 1):
+            if edges[b] <= value < edges[b + 1] or b == len(edges) - 2:
+                members[b].append(index)
+                break
+    counts = np.array([len(m) for m in members])
+    bin_weight = (counts.max() - counts + 1) * (counts != 0)
+    bin_weight = bin_weight / bin_weight.sum()
+    order, probability = [], []
+    for m, p in zip(members, bin_weight):
+        if m:
+            order += m
+            probability += [p / len(m)] * len(m)
+    probability = np.array(probability)
+    k = int(np.floor(fraction * len(entropy)))
+    chosen = rng.choice(order, size=k, replace=False, p=probability / probability.sum())
+    rng.shuffle(chosen)
+    return chosen

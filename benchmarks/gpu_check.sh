@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The GPU check, in one run on a CUDA machine (no network needed): builds the extension
+# with its CUDA kernels, runs the CUDA tests and the rest of the test suite, runs the GPU
+# benchmarks and prints their summary. Logs and the benchmark JSON go to ${OUT:-./gpu_out}.
+# Every step runs even after a failed one; the exit status is non-zero if any failed.
+# Each step has a time limit, shortened where needed so that the whole run ends within
+# GPU_CHECK_SECONDS (default 470 s, fits 8 minutes on an H100).
+#
+#   bash benchmarks/gpu_check.sh          (from anywhere; it works in the repository root)
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+OUT=${OUT:-./gpu_out}
+mkdir -p "$OUT"
+PYTHON=${PYTHON:-python3}
+deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-470}))
+(cd "$OUT" && rm -f env.log build.log smoke.log test_cuda.log test_suite.log bench_gpu.log bench_gpu.json bench_summary.log)
+
+failed=()
+
+# limit CAP: seconds a step may run: CAP, or less so that 15 s stay for the summary.
+limit() {
+  local rest=$((deadline - SECONDS - 15))
+  if ((rest < $1)); then
+    echo $((rest > 5 ? rest : 5))
+  else
+    echo "$1"
+  fi
+}
+
+# step NAME LOG COMMAND...: runs COMMAND, its output shown and appended to $OUT/LOG.
+step() {
+  local name=$1 log=$OUT/$2
+  shift 2
+  echo "=== $name"
+  local start=$SECONDS
+  "$@" 2>&1 | tee -a "$log"
+  local status=${PIPESTATUS[0]}
+  if [[ $status -eq 0 ]]; then
+    echo "=== $name: ok ($((SECONDS - start)) s)"
+  elif [[ $status -eq 124 ]]; then
+    echo "=== $name: FAILED, out of time ($((SECONDS - start)) s; log $log)"
+    failed+=("$name")
+  else
+    echo "=== $name: FAILED with status $status ($((SECONDS - start)) s; log $log)"
+    failed+=("$name")
+  fi
+}
+
+step "device" env.log nvidia-smi -L
+step "environment" env.log "$PYTHON" -c \
+  "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+
+# The build log is long: keep it in the file, show its tail on failure.
+echo "=== build"
+start=$SECONDS
+if CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 CFLAGS=-g0 MAX_JOBS=16 timeout "$(limit 240)" \
+  "$PYTHON" -m pip install --no-build-isolation --no-deps --no-index -e . >"$OUT/build.log" 2>&1; then
+  echo "=== build: ok ($((SECONDS - start)) s)"
+else
+  echo "=== build: FAILED ($((SECONDS - start)) s; log $OUT/build.log)"
+  tail -n 40 "$OUT/build.log"
+  failed+=("build")
+fi
+
+step "CUDA kernels registered" smoke.log timeout "$(limit 60)" "$PYTHON" -c "
+import torch
+import proxyfast.ops
+h, log10_h = torch.ops.proxyfast.entropy(torch.randn(4, 10, device='cuda'))
+ids = torch.ops.proxyfast.weighted_sample(torch.rand(100, device='cuda'), 5, 0, 0)
+print('entropy', h.device, h.tolist(), 'sample', ids.device, ids.tolist())
+"
+step "CUDA tests" test_cuda.log timeout "$(limit 150)" "$PYTHON" -m pytest tests/test_cuda.py -v -rs -p no:cacheprovider
+step "test suite" test_suite.log timeout "$(limit 90)" "$PYTHON" -m pytest tests -q -x -rs -p no:cacheprovider \
+  --ignore=tests/test_cuda.py
+step "GPU benchmarks" bench_gpu.log timeout "$(limit 150)" "$PYTHON" -m pytest benchmarks/test_bench_gpu.py -q -rs \
+  -p no:cacheprovider --benchmark-only --benchmark-max-time=0.5 --benchmark-json="$OUT/bench_gpu.json"
+
+step "benchmark summary" bench_summary.log "$PYTHON" - "$OUT/bench_gpu.json" <<'PY'
+"""Median per benchmark, its ratio to the group's proxyfast reference and, where the
+benchmark records the bytes it moves, its bandwidth."""
+import json
+import sys
+from collections import defaultdict
+
+groups = defaultdict(list)
+for bench in json.load(open(sys.argv[1]))["benchmarks"]:
+    groups[bench["group"]].append(bench)
+for group, benches in groups.items():
+    marked = [b for b in benches if b["extra_info"].get("reference")]
+    reference = (marked or benches)[0]
+    base = reference["stats"]["median"]
+    print(f"\n{group}  (ratio: median / median of {reference['name']})")
+    for bench in sorted(benches, key=lambda b: b["stats"]["median"]):
+        median = bench["stats"]["median"]
+        moved = bench["extra_info"].get("bytes")
+        bandwidth = f"{moved / median / 1e9:8.0f} GB/s" if moved else ""
+        print(f"  {bench['name']:<48} {median * 1e3:10.3f} ms  {median / base:7.2f}x  {bandwidth}")
+PY
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "FAILED steps: ${failed[*]}"
+  exit 1
+fi
+echo "all steps passed"
