@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up (tools/setup.sh) and runs every check that needs no GPU: the nvcc compile check
+# of the CUDA sources, the C++ kernel tests, the Python tests, and one pass of each
+# benchmark (--benchmark-disable: correctness of the benchmark code, not timings).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/setup.sh
+PY=.venv/bin/python
+
+echo "== nvcc compile check of csrc/cuda"
+PYTHON=$PY bash tools/check_cuda.sh
+
+echo "== C++ kernel tests"
+cmake_args=()
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  cmake_args+=(-DPROXYFAST_CUDA=ON -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
+fi
+cmake -S . -B build/cmake "${cmake_args[@]}" >/dev/null
+cmake --build build/cmake -j "$(nproc)"
+ctest --test-dir build/cmake --output-on-failure
+
+echo "== Python tests"
+$PY -m pytest tests -q -p no:cacheprovider
+
+echo "== benchmarks, one untimed pass"
+$PY -m pytest benchmarks -q -p no:cacheprovider --benchmark-disable
