@@ -20,9 +20,12 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
+# pip, without the warnings some package mirrors raise for every index entry they lack.
+pip_install() {
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+
 # torch is pinned to the CPU build of 2.13.0: a looser requirement pulls a multi-GB CUDA build.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  "torch==2.13.0" numpy pybind11 ninja pytest pytest-benchmark scipy matplotlib mpmath
-CFLAGS=${CFLAGS:--g0} "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  --no-build-isolation --no-deps -e .
+pip_install "torch==2.13.0" numpy pybind11 ninja pytest pytest-benchmark scipy matplotlib mpmath
+CFLAGS=${CFLAGS:--g0} pip_install --no-build-isolation --no-deps -e .
 "$VENV/bin/python" -c "import proxyfast, torch; print('proxyfast', proxyfast.__version__, 'on torch', torch.__version__)"
