@@ -102,3 +102,45 @@ def plot_histogram(
     suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     with atomic_write(path) as file:
         figure.savefig(file, format=suffix, dpi=150)
+
+
+def plot_methods(
+    proxysets: dict[str, ProxySet],
+    scores: Scores,
+    path: str | os.PathLike,
+    title: str | None = None,
+    columns: int = 3,
+) -> None:
+    """Small multiples in the style of the paper's Figure 2: for each method, the
+    log10-entropy histogram of all data (grey) against that method's proxy, on shared
+    bins and axes; written to ``path`` atomically (format from the suffix)."""
+    if not proxysets:
+        raise ValueError("proxysets is empty: give at least one method's ProxySet")
+    for name, proxy in proxysets.items():
+        if proxy.n != len(scores):
+            raise ValueError(f"scores has {len(scores)} examples but proxy {name!r} was selected from {proxy.n}")
+    Figure = _figure_class()
+    first = next(iter(proxysets.values()))
+    hist, bin_ids = histogram(scores.log10_entropy, first.histogram.bin_width)
+    bin_ids = bin_ids.to(torch.int64)
+    edges = hist.edges
+    rows = -(-len(proxysets) // columns)
+    figure = Figure(figsize=(3.6 * columns, 2.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, (name, proxy) in zip(axes, proxysets.items()):
+        selected = torch.bincount(bin_ids[proxy.indices.to(bin_ids.device)], minlength=hist.n_bins).cpu().numpy()
+        ax.stairs(hist.counts, edges, fill=True, color="0.8", label="all data")
+        ax.stairs(selected, edges, fill=True, alpha=0.8, color="C0", label="proxy")
+        ax.set_yscale("log")
+        ax.set_title(f"{name} (k={proxy.k:,})", fontsize=10)
+    for ax in axes[len(proxysets):]:
+        ax.set_visible(False)
+    for ax in axes[(rows - 1) * columns:]:
+        ax.set_xlabel("log10 entropy (nats)")
+    for ax in axes[::columns]:
+        ax.set_ylabel("examples")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(title or f"log10-entropy histogram of all data vs. each proxy (bin width {hist.bin_width:g})")
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    with atomic_write(path) as file:
+        figure.savefig(file, format=suffix, dpi=150)

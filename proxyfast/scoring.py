@@ -3,23 +3,64 @@
 A :class:`Scores` holds the data entropy of each example (DESIGN.md section 2.1) in nats
 and its log10, the quantity the selection histogram is built on. The log10 entropy is
 the authoritative value: an entropy can underflow fp32 where its log10 is still exact,
-so the methods and the fingerprint use ``log10_entropy``.
+so the methods and the fingerprint use ``log10_entropy``. It may also hold the model's
+predictions, its penultimate features (for ``kcenter``) and forgetting counts (for
+``forgetting``). :func:`score` computes one from a model and a dataset.
+
+Scores file format, version 1 (all integers little-endian)::
+
+    offset          size          field
+    0               8             magic b"PXYSCORE"
+    8               4             uint32 format version (1)
+    12              8             uint64 L, the length of the header in bytes
+    20              L             header: a UTF-8 JSON object (below)
+    20 + L          ...           the arrays listed in the header, in that order, each
+                                  C-contiguous and little-endian
+    end - 32        32            SHA-256 of every byte before it
+
+Header keys: ``n``, ``arrays`` (a list of ``{"name", "dtype", "shape"}``, dtypes named
+as in torch: ``float32``, ``int64``, ``float16``, ``bfloat16``), ``fingerprint``
+(:meth:`Scores.fingerprint`), ``meta`` (provenance: ``model``, ``dataset`` with its
+``fingerprint``, ``scoring``), ``proxyfast_version`` and ``created``. Readers ignore
+keys they do not know. Files are written atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
+import math
+import os
 import struct
+import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import ops
+from ._atomic import atomic_write
+from ._version import __version__
 
-__all__ = ["Scores", "as_scores"]
+__all__ = ["DatasetMismatchError", "Scores", "as_scores", "model_info", "score"]
+
+MAGIC = b"PXYSCORE"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
+_DIGEST_SIZE = 32
+_FILE_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
+}  # fmt: skip
+_FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class DatasetMismatchError(ValueError):
+    """Scores were computed on a different dataset than the one they are used with."""
 
 
 def _as_real_tensor(name: str, values: Any) -> torch.Tensor:
@@ -67,16 +108,25 @@ class Scores:
         entropy: float32 [N], softmax entropy in nats (0 where it underflows fp32).
         log10_entropy: float32 [N], finite; what the selection methods use.
         labels: int64 [N] class labels, or None.
-        meta: free-form provenance (e.g. the file the scores came from); not fingerprinted.
+        meta: free-form provenance (the model, the dataset and its fingerprint, or the
+            file the scores came from); not fingerprinted.
+        predictions: int64 [N], the model's predicted class, or None.
+        features: [N, D] float32/float16/bfloat16 penultimate-layer features, or None.
+        forgetting_counts: float32 [N], forgetting events per example, ``inf`` for
+            examples never learned (:mod:`proxyfast.forgetting`), or None.
 
-    Build one with :meth:`from_logits`, :meth:`from_entropy` or :meth:`from_log10_entropy`.
-    Treat the tensors as read-only: the fingerprint is computed once and cached.
+    Build one with :func:`score`, :meth:`from_logits`, :meth:`from_entropy` or
+    :meth:`from_log10_entropy`; add fields with :meth:`replace`. Treat the tensors as
+    read-only: the fingerprint is computed once and cached.
     """
 
     entropy: torch.Tensor
     log10_entropy: torch.Tensor
     labels: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    predictions: torch.Tensor | None = field(default=None, kw_only=True)
+    features: torch.Tensor | None = field(default=None, kw_only=True)
+    forgetting_counts: torch.Tensor | None = field(default=None, kw_only=True)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +143,22 @@ class Scores:
             self.labels.dtype != torch.int64 or self.labels.shape != (n,) or self.labels.device != self.entropy.device
         ):
             raise ValueError(f"labels must be an int64 tensor of shape ({n},) on {self.entropy.device}")
+        if self.predictions is not None and (
+            self.predictions.dtype != torch.int64 or self.predictions.shape != (n,)
+            or self.predictions.device != self.entropy.device
+        ):
+            raise ValueError(f"predictions must be an int64 tensor of shape ({n},) on {self.entropy.device}")
+        if self.features is not None and (
+            not isinstance(self.features, torch.Tensor) or self.features.dtype not in _FEATURE_DTYPES
+            or self.features.dim() != 2 or self.features.shape[0] != n or self.features.device != self.entropy.device
+        ):
+            raise ValueError(f"features must be a float32/float16/bfloat16 tensor [{n}, D] on {self.entropy.device}")
+        if self.forgetting_counts is not None:
+            counts = self.forgetting_counts
+            if counts.dtype != torch.float32 or counts.shape != (n,) or counts.device != self.entropy.device:
+                raise ValueError(f"forgetting_counts must be a float32 tensor of shape ({n},) on {self.entropy.device}")
+            if bool((torch.isnan(counts) | (counts < 0)).any()):
+                raise ValueError("forgetting_counts must be non-negative (inf for never-learned examples)")
 
     @classmethod
     def from_logits(cls, logits: torch.Tensor, labels: Any = None) -> "Scores":
@@ -128,7 +194,25 @@ class Scores:
 
     def __repr__(self) -> str:
         labels = "yes" if self.labels is not None else "no"
-        return f"Scores(n={len(self)}, device={self.device}, labels={labels})"
+        extras = "".join(
+            f", {name}=yes" for name in ("predictions", "features", "forgetting_counts")
+            if getattr(self, name) is not None
+        )
+        return f"Scores(n={len(self)}, device={self.device}, labels={labels}{extras})"
+
+    def replace(self, **changes: Any) -> "Scores":
+        """A copy with some fields replaced, e.g. ``scores.replace(forgetting_counts=counts)``;
+        tensors given are moved to this device, and the fingerprint is kept unless the
+        entropies change."""
+        changes = {
+            name: value.to(self.device) if isinstance(value, torch.Tensor) else value
+            for name, value in changes.items()
+        }
+        changes.setdefault("meta", dict(self.meta))
+        scores = dataclasses.replace(self, **changes)
+        if "entropy" not in changes and "log10_entropy" not in changes:
+            object.__setattr__(scores, "_fingerprint", self._fingerprint)
+        return scores
 
     @property
     def device(self) -> torch.device:
@@ -157,6 +241,305 @@ class Scores:
             digest.update(values.tobytes())
             object.__setattr__(self, "_fingerprint", "sha256:" + digest.hexdigest())
         return self._fingerprint
+
+    @property
+    def dataset_fingerprint(self) -> str | None:
+        """The fingerprint of the dataset these scores were computed on, when known."""
+        return (self.meta.get("dataset") or {}).get("fingerprint")
+
+    def check_dataset(self, dataset, source: str = "the scores") -> None:
+        """Raises :class:`DatasetMismatchError` unless these scores belong to ``dataset``
+        (same size and, where both are known, the same dataset fingerprint)."""
+        from .data.fingerprint import dataset_fingerprint
+
+        expected = self.dataset_fingerprint
+        actual = dataset_fingerprint(dataset)
+        if len(dataset) != len(self) or (expected is not None and actual is not None and expected != actual):
+            name = getattr(dataset, "name", type(dataset).__name__)
+            raise DatasetMismatchError(
+                f"{source} were computed on another dataset: {len(self)} examples, dataset fingerprint {expected}; "
+                f"the dataset given ({name}) has {len(dataset)} examples, fingerprint {actual}"
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the scores to ``path`` atomically (format in the module docstring)."""
+        arrays = [(name, value) for name in ("entropy", "log10_entropy", "labels", "predictions", "features",
+                                              "forgetting_counts") if (value := getattr(self, name)) is not None]
+        header = {
+            "n": len(self),
+            "arrays": [
+                {"name": name, "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape)}
+                for name, value in arrays
+            ],
+            "fingerprint": self.fingerprint(),
+            "meta": self.meta,
+            "proxyfast_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        try:
+            header_bytes = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"scores meta must be JSON-serialisable: {error}") from None
+        digest = hashlib.sha256()
+        with atomic_write(path) as file:
+
+            def write(data: bytes | memoryview) -> None:
+                digest.update(data)
+                file.write(data)
+
+            write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes)) + header_bytes)
+            for _, value in arrays:
+                write(_tensor_bytes(value))
+            file.write(digest.digest())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dataset=None, device: torch.device | str = "cpu") -> "Scores":
+        """Reads scores written by :meth:`save`.
+
+        With ``dataset``, also checks that the scores were computed on it and raises
+        :class:`DatasetMismatchError` when not. Raises ValueError naming the file when it
+        is not a scores file, is truncated or corrupt, or was written by a newer proxyfast.
+        """
+        where = os.fspath(path)
+        with open(path, "rb") as file:
+            data = bytearray(file.read())  # writable, so the tensors made from it are too
+        header, tensors = _parse_scores_file(where, data)
+        meta = header.get("meta") or {}
+        scores = cls(
+            tensors.pop("entropy"), tensors.pop("log10_entropy"), tensors.pop("labels", None), meta=meta, **tensors
+        )
+        if scores.fingerprint() != header["fingerprint"]:
+            raise ValueError(f"{where}: corrupt scores file (the entropies do not match the stored fingerprint)")
+        if dataset is not None:
+            scores.check_dataset(dataset, source=where)
+        return scores.to(device)
+
+
+def _tensor_bytes(value: torch.Tensor) -> memoryview:
+    flat = value.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _parse_scores_file(path: str, data: bytearray) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Checks a scores file's bytes and returns its header and tensors (sharing ``data``)."""
+    if not data.startswith(MAGIC):
+        if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
+            raise ValueError(f"{path}: truncated scores file ({len(data)} bytes)")
+        raise ValueError(f"{path}: not a proxyfast scores file (bad magic bytes)")
+    if len(data) < _PREAMBLE.size + _DIGEST_SIZE:
+        raise ValueError(f"{path}: truncated scores file ({len(data)} bytes)")
+    _, version, header_size = _PREAMBLE.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written by a newer proxyfast (scores format version {version}; proxyfast {__version__} "
+            f"reads up to version {FORMAT_VERSION}); upgrade proxyfast to read it"
+        )
+    if version < 1:
+        raise ValueError(f"{path}: invalid scores file format version {version}")
+    body = memoryview(data)[:-_DIGEST_SIZE]
+    if hashlib.sha256(body).digest() != bytes(data[-_DIGEST_SIZE:]):
+        header_end = _PREAMBLE.size + header_size
+        if len(data) < header_end + _DIGEST_SIZE:
+            raise ValueError(f"{path}: truncated scores file ({len(data)} bytes)")
+        raise ValueError(f"{path}: corrupt or truncated scores file (checksum mismatch)")
+    header_end = _PREAMBLE.size + header_size
+    try:
+        header = json.loads(bytes(data[_PREAMBLE.size:header_end]).decode("utf-8"))
+        n = int(header["n"])
+        specs = [(a["name"], _FILE_DTYPES[a["dtype"]], tuple(int(d) for d in a["shape"])) for a in header["arrays"]]
+        header["fingerprint"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path}: malformed scores file header") from None
+    if sys.byteorder != "little":  # the arrays are stored little-endian
+        raise ValueError(f"{path}: reading scores files needs a little-endian machine")
+    tensors, offset = {}, header_end
+    for name, dtype, shape in specs:
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        if offset + size > len(body):
+            raise ValueError(f"{path}: malformed scores file (array {name} runs past the end)")
+        if size:
+            raw = torch.frombuffer(data, dtype=torch.uint8, count=size, offset=offset)
+        else:
+            raw = torch.empty(0, dtype=torch.uint8)
+        tensors[name] = raw.view(dtype).reshape(shape)
+        offset += size
+    if offset != len(body) or "entropy" not in tensors or "log10_entropy" not in tensors:
+        raise ValueError(f"{path}: malformed scores file (the arrays do not fill the file)")
+    if any(len(t) != n for t in tensors.values()):
+        raise ValueError(f"{path}: malformed scores file (an array does not have n = {n} rows)")
+    return header, tensors
+
+
+def model_info(model: nn.Module) -> dict[str, Any]:
+    """What identifies a model: its class, parameter count, constructor config (where it
+    has a ``config()`` method) and a SHA-256 of its state dict (names, dtypes, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        value = value.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(_tensor_bytes(value))
+    info = {
+        "name": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "sha256": digest.hexdigest(),
+    }
+    config = getattr(model, "config", None)
+    if callable(config):
+        info["config"] = config()
+    return info
+
+
+def _feature_module(model: nn.Module, feature_layer: str | None) -> tuple[str, nn.Module]:
+    if feature_layer is not None:
+        try:
+            return feature_layer, model.get_submodule(feature_layer)
+        except AttributeError:
+            raise ValueError(f"feature_layer {feature_layer!r} is not a submodule of {type(model).__name__}") from None
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear classifier: name the layer whose input is the "
+            "penultimate feature vector with feature_layer="
+        )
+    return linears[-1]
+
+
+def _check_output(output: Any, batch: int) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f"the model must return a logits tensor [B, C], got a {type(output).__name__}")
+    if output.dim() != 2 or output.shape[0] != batch:
+        raise ValueError(
+            f"the model must return logits [B, C] = [{batch}, C] for a batch of {batch}, "
+            f"got shape {tuple(output.shape)}"
+        )
+    if not output.is_floating_point():
+        raise ValueError(f"the model must return floating-point logits, got {output.dtype}")
+    if output.dtype not in ops.LOGIT_DTYPES:
+        output = output.to(torch.float32)
+    return output
+
+
+def score(
+    model: nn.Module,
+    dataset,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    features: bool = False,
+    feature_layer: str | None = None,
+    amp: bool = False,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> Scores:
+    """Scores every example of ``dataset`` with a trained ``model`` (DESIGN.md section 2.1).
+
+    The model runs in eval mode under ``torch.inference_mode``; each batch's logits go
+    straight to the fused entropy op, so no N x C array is ever kept. uint8 images are fed
+    as float32 in [0, 1]; other inputs as the dataset yields them.
+
+    Args:
+        model: any ``nn.Module`` mapping a batch of inputs to logits [B, C] (it is moved to
+            ``device``; its train/eval mode is restored afterwards).
+        dataset: a map-style dataset of ``(input, label)`` pairs, e.g. from
+            :mod:`proxyfast.data`.
+        batch_size: examples per forward pass.
+        device: where to run; default the device of the model's parameters.
+        features: also keep the penultimate features [N, D] (for ``kcenter``).
+        feature_layer: the name of the submodule whose *input* is the feature vector
+            (default: the model's last ``nn.Linear``, its classifier).
+        amp: run under autocast (float16 on CUDA, bfloat16 on CPU); entropies are still
+            accumulated in fp32 or better.
+        progress: draw a progress bar on stderr.
+        num_workers: ``DataLoader`` workers for datasets that are not in memory.
+
+    Returns:
+        :class:`Scores` with entropy, log10 entropy, labels, predictions and (on request)
+        features, and ``meta`` naming the model and the dataset's fingerprint.
+    """
+    from .data._iterate import Progress, iterate_batches, to_float_images
+    from .data.fingerprint import dataset_fingerprint
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset is empty")
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
+    model.to(device)
+    memory_format = input_memory_format(model)
+
+    entropy = torch.empty(n, dtype=torch.float32, device=device)
+    log10_entropy = torch.empty_like(entropy)
+    predictions = torch.empty(n, dtype=torch.int64, device=device)
+    labels = torch.empty(n, dtype=torch.int64)
+    feature_store: dict[str, torch.Tensor] = {}
+    captured: list[torch.Tensor] = []
+    layer_name = None
+    hook = None
+    if features:
+        layer_name, module = _feature_module(model, feature_layer)
+        hook = module.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0]))
+
+    was_training = model.training
+    model.eval()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+        if amp else contextlib.nullcontext()
+    )
+    bar = Progress(n, "score", enabled=progress, unit="img")
+    try:
+        with torch.inference_mode(), autocast:
+            for index, inputs, batch_labels in iterate_batches(dataset, batch_size, num_workers=num_workers):
+                start = int(index[0])
+                x = to_float_images(inputs, device, memory_format)
+                captured.clear()
+                logits = _check_output(model(x), len(index))
+                try:
+                    ent, log10_ent = ops.entropy(logits)
+                except ValueError as error:
+                    raise ValueError(f"examples {start}..{start + len(index) - 1}: {error}") from None
+                dev_index = index.to(device, non_blocking=True)
+                entropy[dev_index] = ent
+                log10_entropy[dev_index] = log10_ent
+                predictions[dev_index] = logits.argmax(dim=1)
+                labels[index] = batch_labels
+                if features:
+                    if len(captured) != 1:
+                        raise ValueError(f"feature layer {layer_name!r} ran {len(captured)} times in one forward pass")
+                    feats = captured[0].flatten(1).float()
+                    if "x" not in feature_store:
+                        feature_store["x"] = torch.empty(n, feats.shape[1], dtype=torch.float32, device=device)
+                    feature_store["x"][dev_index] = feats
+                bar.update(len(index))
+    finally:
+        bar.close()
+        if hook is not None:
+            hook.remove()
+        model.train(was_training)
+
+    meta = {
+        "model": model_info(model),
+        "dataset": {
+            "name": getattr(dataset, "name", type(dataset).__name__),
+            "n": n,
+            "fingerprint": dataset_fingerprint(dataset),
+        },
+        "scoring": {"device": str(device), "amp": bool(amp), "batch_size": batch_size, "feature_layer": layer_name},
+    }
+    return Scores(
+        entropy, log10_entropy, labels.to(device), meta=meta, predictions=predictions,
+        features=feature_store.get("x"),
+    )
+
+
+def input_memory_format(model: nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` when the model's first convolution is stored channels-last
+    (so its inputs should be too), else ``torch.preserve_format``."""
+    weight = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.preserve_format
 
 
 def as_scores(values: Any) -> Scores:

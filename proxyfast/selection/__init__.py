@@ -11,7 +11,7 @@ import torch
 from .. import ops
 from ..proxyset import ProxySet
 from ..scoring import Scores, as_scores
-from . import methods  # noqa: F401  (registers the built-in methods)
+from . import forgetting, kcenter, methods  # noqa: F401  (register the built-in methods)
 from .registry import METHODS, SelectionContext, available_methods, register_method
 
 __all__ = ["select", "METHODS", "SelectionContext", "available_methods", "register_method"]

@@ -1,0 +1,308 @@
+"""Training baseline models: the model whose entropies the selection is built on.
+
+:func:`train` trains any ``nn.Module`` classifier on a dataset of ``(input, label)``
+pairs with SGD and a one-cycle learning rate, draws a progress bar, writes an atomic
+checkpoint after every epoch and resumes from it, and can count forgetting events on
+the way (:mod:`proxyfast.forgetting`). :func:`evaluate` measures accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._atomic import atomic_write
+from .data._iterate import Progress, iterate_batches, to_float_images
+from .data.fingerprint import dataset_fingerprint
+from .forgetting import Forgetting, ForgettingTracker
+from .models import CifarResNet
+from .scoring import input_memory_format
+
+__all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_model", "random_crop_flip", "train"]
+
+CHECKPOINT_FORMAT = "proxyfast-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model (the one passed in, trained in place).
+        test_accuracy: accuracy on the test set in [0, 1], or None without one.
+        history: one dict per epoch (``epoch``, ``loss``, ``train_accuracy``, ``seconds``).
+        forgetting: forgetting statistics when ``track_forgetting`` was set, else None.
+        seconds: training time of this call (epochs restored from a checkpoint excluded).
+    """
+
+    model: nn.Module
+    test_accuracy: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    forgetting: Forgetting | None = None
+    seconds: float = 0.0
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image [C, H, W] of the batch shifted by up to ``pad`` pixels (zero fill) and
+    flipped horizontally with probability 1/2: the standard CIFAR augmentation, batched."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    rows = dy + torch.arange(h)
+    cols = dx + torch.arange(w)
+    flip = torch.rand(b, 1, generator=generator) < 0.5
+    cols = torch.where(flip, cols.flip(1), cols)
+    batch = torch.arange(b).view(b, 1, 1, 1)
+    channel = torch.arange(c).view(1, c, 1, 1)
+    return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+
+
+def _autocast(device: torch.device, amp: bool):
+    # bfloat16 has float32's range: training needs no loss scaling, on CPU or GPU.
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+
+def evaluate(model: nn.Module, dataset, batch_size: int = 512, device: torch.device | str | None = None,
+             amp: bool = False, progress: bool = False) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` in [0, 1] (eval mode; mode restored)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    memory_format = input_memory_format(model)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    bar = Progress(len(dataset), "test", enabled=progress, unit="img")
+    try:
+        with torch.inference_mode(), _autocast(device, amp):
+            for _, inputs, labels in iterate_batches(dataset, batch_size):
+                logits = model(to_float_images(inputs, device, memory_format))
+                correct += (logits.argmax(1) == labels.to(device)).sum()
+                bar.update(len(labels))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return int(correct) / len(dataset)
+
+
+def _one_cycle(total_steps: int, warmup_fraction: float = 0.25) -> Callable[[int], float]:
+    """Learning-rate factor of each step: a linear warm-up over the first quarter, then a
+    cosine decay to 0 (the one-cycle schedule, without momentum cycling)."""
+    warmup = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+
+    return factor
+
+
+def _model_description(model: nn.Module) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    return {"class": type(model).__name__, "config": config() if callable(config) else None}
+
+
+def train(
+    model: nn.Module,
+    dataset,
+    test_set=None,
+    *,
+    epochs: int = 10,
+    batch_size: int = 256,
+    lr: float = 0.2,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    augment: bool = True,
+    crop_padding: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    channels_last: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+    track_forgetting: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+    num_workers: int = 0,
+) -> TrainResult:
+    """Trains ``model`` in place on ``dataset`` (cross-entropy, SGD with Nesterov momentum,
+    one-cycle learning rate peaking at ``lr``).
+
+    Args:
+        model: any classifier ``nn.Module`` returning logits [B, C].
+        dataset: training ``(input, label)`` pairs; uint8 images are fed as float in [0, 1].
+        test_set: when given, the accuracy on it is measured after training.
+        epochs, batch_size, lr, momentum, weight_decay: the optimisation.
+        augment: random shifts and horizontal flips of uint8 image batches.
+        crop_padding: the largest shift in pixels; default 1/8 of the image size.
+        seed: seeds the example order and the augmentation of every epoch (the model's
+            initial weights are the caller's).
+        device: where to train; default the device of the model's parameters.
+        amp: bfloat16 autocast.
+        channels_last: convert the model and inputs to channels-last memory order (faster
+            convolutions on CPU and on tensor cores).
+        checkpoint: a file written atomically after every epoch; with ``resume`` an
+            existing one continues the run (it must be the same run: same model,
+            dataset and settings).
+        track_forgetting: count forgetting events at every presentation (the result's
+            ``forgetting``).
+        progress: draw a progress bar on stderr.
+        log: called with one line per epoch and for the test accuracy (None: silent).
+        num_workers: ``DataLoader`` workers for datasets that are not in memory.
+    """
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    n = len(dataset)
+    if n < 2:
+        raise ValueError(f"the training set needs at least 2 examples, got {n}")
+    say = log or (lambda _: None)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    memory_format = input_memory_format(model)
+
+    steps_per_epoch = -(-n // batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                nesterov=momentum > 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(epochs * steps_per_epoch))
+    tracker = ForgettingTracker(n, device) if track_forgetting else None
+    run = {
+        "model": _model_description(model), "dataset": dataset_fingerprint(dataset), "n": n, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "augment": augment,
+        "crop_padding": crop_padding, "seed": seed, "amp": amp, "track_forgetting": track_forgetting,
+    }
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        state = load_checkpoint(checkpoint)
+        if state["run"] != run:
+            changed = sorted(key for key in run if state["run"].get(key) != run[key])
+            raise ValueError(
+                f"checkpoint {os.fspath(checkpoint)!r} belongs to a different run (differs in {', '.join(changed)}); "
+                "delete it, pass another path, or train with resume=False"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if tracker is not None:
+            tracker.load_state_dict(state["forgetting"])
+        history = list(state["history"])
+        start_epoch = state["epoch"]
+        say(f"resumed from {os.fspath(checkpoint)} after epoch {start_epoch}/{epochs}")
+
+    began = time.perf_counter()
+    pad = 0
+    if augment:
+        pad = crop_padding if crop_padding is not None else max(1, min(dataset_image_size(dataset)) // 8)
+    for epoch in range(start_epoch, epochs):
+        epoch_start = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator)
+        model.train()
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        total_correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        bar = Progress(n, f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="img")
+        for step, (index, inputs, labels) in enumerate(iterate_batches(dataset, batch_size, order, num_workers)):
+            if len(index) < 2:  # batch norm cannot train on a batch of one; it is the epoch's last
+                continue
+            if pad and inputs.dtype == torch.uint8 and inputs.dim() == 4:
+                inputs = random_crop_flip(inputs, pad, generator)
+            x = to_float_images(inputs, device, memory_format)
+            y = labels.to(device, non_blocking=True)
+            with _autocast(device, amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            correct = logits.detach().argmax(1) == y
+            if tracker is not None:
+                tracker.update(index, correct)
+            total_loss += loss.detach() * len(y)
+            total_correct += correct.sum()
+            seen += len(y)
+            # Reading the loss back synchronises the device: only now and then.
+            bar.update(len(y), postfix=f"loss {float(total_loss) / seen:.3f}" if step % 20 == 0 else None)
+        bar.close()
+        history.append({
+            "epoch": epoch + 1,
+            "loss": float(total_loss) / seen,
+            "train_accuracy": int(total_correct) / seen,
+            "seconds": time.perf_counter() - epoch_start,
+        })
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "run": run, "epoch": epoch + 1, "history": history, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "forgetting": tracker.state_dict() if tracker is not None else None,
+            })
+        say(f"epoch {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f}, train accuracy "
+            f"{100 * history[-1]['train_accuracy']:.2f}%, {history[-1]['seconds']:.1f} s")
+    seconds = time.perf_counter() - began
+
+    test_accuracy = None
+    if test_set is not None:
+        test_accuracy = evaluate(model, test_set, max(batch_size, 512), device, amp)
+        say(f"test accuracy {100 * test_accuracy:.2f}% ({len(test_set):,} examples)")
+    return TrainResult(model, test_accuracy, history, tracker.result() if tracker is not None else None, seconds)
+
+
+def dataset_image_size(dataset) -> tuple[int, int]:
+    """(H, W) of the dataset's images, from ``image_shape`` or its first example."""
+    shape = getattr(dataset, "image_shape", None)
+    if shape is not None:
+        return tuple(shape[:2])
+    first = dataset[0][0]
+    return tuple(first.shape[-2:]) if isinstance(first, torch.Tensor) and first.dim() >= 2 else (8, 8)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Writes a training checkpoint atomically (a reader never sees a partial file)."""
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    with atomic_write(path) as file:
+        torch.save(state, file)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :func:`train`, on the CPU (tensors and plain data only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{os.fspath(path)}: not a readable proxyfast checkpoint: {error}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{os.fspath(path)}: not a proxyfast checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"{os.fspath(path)}: written by a newer proxyfast (checkpoint version {state['version']})")
+    return state
+
+
+def load_model(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """The model of a checkpoint: rebuilt from its config for the built-in ResNets, or
+    ``model`` with the checkpoint's weights loaded for any other architecture."""
+    state = load_checkpoint(path)
+    description = state["run"]["model"]
+    if model is None:
+        if description["class"] != CifarResNet.__name__ or description["config"] is None:
+            raise ValueError(
+                f"{os.fspath(path)}: holds a {description['class']}, which proxyfast cannot rebuild; "
+                "pass the model to load the weights into"
+            )
+        model = CifarResNet(**description["config"])
+    model.load_state_dict(state["model"])
+    return model.eval()
