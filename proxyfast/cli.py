@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from . import cli_loaders
 from ._version import __version__
+from .cli_pipeline import add_commands as add_pipeline_commands
 from .data import imagenet_scale_scores
 from .io import read_entropy_list
 from .proxyset import ProxySet
@@ -69,6 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print the header of a saved proxy set")
     info.add_argument("path", help="a proxy set file")
+    _COMMANDS.update(cli_loaders.add_commands(commands))
+    _COMMANDS.update(add_pipeline_commands(commands))
     return parser
 
 
