@@ -3,6 +3,8 @@
 import numpy as np
 import torch
 
+from proxyfast.reference import paper_edges
+
 
 def textbook_entropy(logits: torch.Tensor) -> torch.Tensor:
     """The usual one-liner: three N x C temporaries and underflow to 0 past margin ~100."""
@@ -13,14 +15,7 @@ def paper_p1_loop(entropy: np.ndarray, fraction: float, bin_width: float, rng: n
     """The paper's P1 selection as its public code runs it: each example is binned by a
     Python scan over the bins, then ``RandomState.choice(replace=False, p=...)``."""
     log_entropy = np.log10(entropy)
-    low, high = log_entropy.min(), log_entropy.max()
-    lo = np.round(low)
-    while low < lo:
-        lo -= bin_width
-    hi = np.round(high)
-    while high > hi:
-        hi += bin_width
-    edges = np.arange(lo, hi + bin_width, bin_width)
+    edges = paper_edges(log_entropy, bin_width)
     members = [[] for _ in range(len(edges) - 1)]
     for index, value in enumerate(log_entropy):
         for b in range(len(edges) - 1):

@@ -178,7 +178,7 @@ def test_kcenter_full_distance_matrix(benchmark, kcenter_features):
 
 
 @requires_cuda
-@pytest.mark.benchmark(group=f"kcenter-gpu [N=1281167, D=64, k=1000]")
+@pytest.mark.benchmark(group="kcenter-gpu [N=1281167, D=64, k=1000]")
 def test_kcenter_gpu_imagenet_rows(benchmark):
     features = torch.randn(1_281_167, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
 

@@ -15,6 +15,7 @@ __all__ = [
     "entropy_reference",
     "histogram_reference",
     "selection_weights_reference",
+    "paper_edges",
     "paper_p_sampler",
     "successive_sampling_probabilities",
 ]
@@ -94,10 +95,8 @@ def selection_weights_reference(bin_ids, counts, method: str) -> np.ndarray:
     raise ValueError(f"unknown method {method!r}")
 
 
-def paper_p_sampler(entropy, fraction: float, sampling_type: int, bin_width: float, rng: np.random.Generator):
-    """The paper's P1/P2/P3 selection written with numpy (histogram by searchsorted, then
-    ``rng.choice(N, k, replace=False, p=...)`` and a shuffle): the speed baseline."""
-    log_entropy = np.log10(np.asarray(entropy, dtype=np.float64))
+def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:
+    """The bin edges as the paper's code builds them (``np.arange`` up to the raised top)."""
     low, high = log_entropy.min(), log_entropy.max()
     lo = np.round(low)
     while low < lo:
@@ -105,7 +104,14 @@ def paper_p_sampler(entropy, fraction: float, sampling_type: int, bin_width: flo
     hi = np.round(high)
     while high > hi:
         hi += bin_width
-    edges = np.arange(lo, hi + bin_width, bin_width)
+    return np.arange(lo, hi + bin_width, bin_width)
+
+
+def paper_p_sampler(entropy, fraction: float, sampling_type: int, bin_width: float, rng: np.random.Generator):
+    """The paper's P1/P2/P3 selection written with numpy (histogram by searchsorted, then
+    ``rng.choice(N, k, replace=False, p=...)`` and a shuffle): the speed baseline."""
+    log_entropy = np.log10(np.asarray(entropy, dtype=np.float64))
+    edges = paper_edges(log_entropy, bin_width)
     bin_ids = np.clip(np.searchsorted(edges, log_entropy, side="right") - 1, 0, len(edges) - 2)
     counts = np.bincount(bin_ids, minlength=len(edges) - 1)
     weights = selection_weights_reference(bin_ids, counts, f"p{sampling_type}")

@@ -19,6 +19,8 @@ from proxyfast.data import ImageArrayDataset
 from proxyfast.loaders import cycle_loader, ffcv_loader, torch_loader, write_beton
 from proxyfast.scoring import Scores
 
+from _loader_data import index_dataset
+
 requires_ffcv = pytest.mark.skipif(
     importlib.util.find_spec("ffcv") is None,
     reason="FFCV is not installed (apt-get install build-essential pkg-config libturbojpeg0-dev libopencv-dev; "
@@ -28,16 +30,6 @@ requires_ffcv = pytest.mark.skipif(
 N = 300
 K = 50
 WORKERS = 2
-
-
-def index_dataset(n, shape=(6, 5, 1), seed=0):
-    """Random pixels and labels, except that pixels (0, 0) and (0, 1) of channel 0 spell
-    the example's index, so a batch says which examples it holds."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    images[:, 0, 0, 0] = np.arange(n) % 256
-    images[:, 0, 1, 0] = np.arange(n) // 256
-    return ImageArrayDataset(images, rng.integers(0, 10, size=n), name="index")
 
 
 def batches(loader):

@@ -5,22 +5,13 @@ import pytest
 import torch
 
 import proxyfast
-from proxyfast.data import ImageArrayDataset
 from proxyfast.loaders import ProxySampler, cycle_loader, torch_loader
 from proxyfast.scoring import Scores
 
+from _loader_data import index_dataset
+
 N = 300
 K = 50
-
-
-def index_dataset(n, shape=(6, 5, 1), seed=0):
-    """Random pixels and labels, except that pixels (0, 0) and (0, 1) of channel 0 spell
-    the example's index, so a batch says which examples it holds."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    images[:, 0, 0, 0] = np.arange(n) % 256
-    images[:, 0, 1, 0] = np.arange(n) // 256
-    return ImageArrayDataset(images, rng.integers(0, 10, size=n), name="index")
 
 
 def batch_indices(images):
