@@ -11,7 +11,7 @@ From a dataset and a trained model::
     >>> proxy = proxyfast.select(scores, fraction=0.1, method="kcenter")
 """
 
-from . import data, io, loaders, models
+from . import data, io, loaders, models, nas
 from ._version import __version__
 from .binning import Histogram, histogram
 from .forgetting import Forgetting, forgetting
@@ -35,6 +35,7 @@ __all__ = [
     "io",
     "loaders",
     "models",
+    "nas",
     "register_method",
     "score",
     "select",
