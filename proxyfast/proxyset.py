@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-import struct
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -34,6 +33,9 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_write
+from ._fileformat import DIGEST_SIZE as _DIGEST_SIZE
+from ._fileformat import PREAMBLE as _PREAMBLE
+from ._fileformat import read_preamble
 from ._version import __version__
 from .binning import Histogram
 from .scoring import Scores
@@ -42,8 +44,6 @@ __all__ = ["ProxySet", "BinRow", "MAGIC", "FORMAT_VERSION"]
 
 MAGIC = b"PXYSET\0\0"
 FORMAT_VERSION = 1
-_PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
-_DIGEST_SIZE = 32
 
 
 class BinRow(NamedTuple):
@@ -212,21 +212,7 @@ _HEADER_KEYS = ("n", "k", "method", "params", "histogram", "selected_per_bin", "
 
 def _parse(path: str, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
     """Checks a proxy set file's bytes and returns its header and indices."""
-    if len(data) < len(MAGIC) and MAGIC.startswith(data):
-        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes)")
-    if not data.startswith(MAGIC):
-        raise ValueError(f"{path}: not a proxyfast proxy set file (bad magic bytes)")
-    if len(data) < _PREAMBLE.size:
-        raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes)")
-    _, version, header_size = _PREAMBLE.unpack_from(data)
-    # The version comes before the checksum: a newer format may place it elsewhere.
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: written by a newer proxyfast (file format version {version}; proxyfast "
-            f"{__version__} reads up to version {FORMAT_VERSION}); upgrade proxyfast to read it"
-        )
-    if version < 1:
-        raise ValueError(f"{path}: invalid proxy set file format version {version}")
+    _, header_size = read_preamble(path, data, MAGIC, "proxy set", FORMAT_VERSION)
     header_end = _PREAMBLE.size + header_size
     if len(data) < header_end + _DIGEST_SIZE:
         raise ValueError(f"{path}: truncated proxy set file ({len(data)} bytes; the header alone needs {header_end})")

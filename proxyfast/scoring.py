@@ -45,14 +45,15 @@ from torch import nn
 
 from . import ops
 from ._atomic import atomic_write
+from ._fileformat import DIGEST_SIZE as _DIGEST_SIZE
+from ._fileformat import PREAMBLE as _PREAMBLE
+from ._fileformat import read_preamble
 from ._version import __version__
 
 __all__ = ["DatasetMismatchError", "Scores", "as_scores", "model_info", "score"]
 
 MAGIC = b"PXYSCORE"
 FORMAT_VERSION = 1
-_PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
-_DIGEST_SIZE = 32
 _FILE_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
 }  # fmt: skip
@@ -322,20 +323,9 @@ def _tensor_bytes(value: torch.Tensor) -> memoryview:
 
 def _parse_scores_file(path: str, data: bytearray) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Checks a scores file's bytes and returns its header and tensors (sharing ``data``)."""
-    if not data.startswith(MAGIC):
-        if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
-            raise ValueError(f"{path}: truncated scores file ({len(data)} bytes)")
-        raise ValueError(f"{path}: not a proxyfast scores file (bad magic bytes)")
+    _, header_size = read_preamble(path, data, MAGIC, "scores", FORMAT_VERSION)
     if len(data) < _PREAMBLE.size + _DIGEST_SIZE:
         raise ValueError(f"{path}: truncated scores file ({len(data)} bytes)")
-    _, version, header_size = _PREAMBLE.unpack_from(data)
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: written by a newer proxyfast (scores format version {version}; proxyfast {__version__} "
-            f"reads up to version {FORMAT_VERSION}); upgrade proxyfast to read it"
-        )
-    if version < 1:
-        raise ValueError(f"{path}: invalid scores file format version {version}")
     body = memoryview(data)[:-_DIGEST_SIZE]
     if hashlib.sha256(body).digest() != bytes(data[-_DIGEST_SIZE:]):
         header_end = _PREAMBLE.size + header_size

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from proxyfast import ops
+from proxyfast.binning import histogram_edges
 
 pytestmark = [
     pytest.mark.cuda,
@@ -195,14 +196,8 @@ def test_entropy_on_side_stream(rng):
 
 def data_bins(low: float, high: float, width: float):
     """(lo, n_bins, top) of the histogram rule of DESIGN.md section 2.2."""
-    lo = float(round(low))
-    while low < lo:
-        lo -= width
-    hi = float(round(high))
-    while high > hi:
-        hi += width
-    n_bins = max(1, round((hi - lo) / width))
-    return lo, n_bins, max(lo + n_bins * width, high)
+    edges = histogram_edges(low, high, width)
+    return float(edges[0]), len(edges) - 1, float(edges[-1])
 
 
 def bin_cases(log10_h: torch.Tensor):
