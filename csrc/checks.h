@@ -17,6 +17,12 @@ inline void check_logits(const at::Tensor& logits) {
               "proxyfast: logits must be float32, float16 or bfloat16, got ", dtype);
 }
 
+inline void check_histogram_values(const at::Tensor& values) {
+  TORCH_CHECK(values.dim() == 1 && values.scalar_type() == at::kFloat,
+              "proxyfast: histogram values must be a 1-D float32 tensor, got ", values.dim(), "-D ",
+              values.scalar_type());
+}
+
 inline void check_bins(double lo, double bin_width, int64_t n_bins, double top) {
   TORCH_CHECK(std::isfinite(lo) && std::isfinite(top) && lo <= top, "proxyfast: bin range [", lo, ", ", top,
               "] must be finite and ordered");

@@ -2,7 +2,9 @@
 
 import numpy as np
 
+import proxyfast
 from proxyfast.data import ImageArrayDataset
+from proxyfast.scoring import Scores
 
 
 def index_dataset(n, shape=(6, 5, 1), seed=0):
@@ -13,3 +15,9 @@ def index_dataset(n, shape=(6, 5, 1), seed=0):
     images[:, 0, 0, 0] = np.arange(n) % 256
     images[:, 0, 1, 0] = np.arange(n) // 256
     return ImageArrayDataset(images, rng.integers(0, 10, size=n), name="index")
+
+
+def index_proxy(n, k):
+    """A P1 proxy of k of n examples, from made-up scores."""
+    scores = Scores.from_log10_entropy(np.random.default_rng(1).normal(-2, 1, size=n))
+    return proxyfast.select(scores, k=k, method="p1", seed=3, bin_width=0.5)

@@ -17,9 +17,8 @@ import proxyfast
 from proxyfast.cli import main
 from proxyfast.data import ImageArrayDataset
 from proxyfast.loaders import cycle_loader, ffcv_loader, torch_loader, write_beton
-from proxyfast.scoring import Scores
 
-from _loader_data import index_dataset
+from _loader_data import index_dataset, index_proxy
 
 requires_ffcv = pytest.mark.skipif(
     importlib.util.find_spec("ffcv") is None,
@@ -55,8 +54,7 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def proxy():
-    scores = Scores.from_log10_entropy(np.random.default_rng(1).normal(-2, 1, size=N))
-    return proxyfast.select(scores, k=K, method="p1", seed=3, bin_width=0.5)
+    return index_proxy(N, K)
 
 
 @pytest.fixture(scope="module")

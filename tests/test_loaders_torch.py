@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import proxyfast
 from proxyfast.loaders import ProxySampler, cycle_loader, torch_loader
-from proxyfast.scoring import Scores
 
-from _loader_data import index_dataset
+from _loader_data import index_dataset, index_proxy
 
 N = 300
 K = 50
@@ -36,8 +34,7 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def proxy():
-    scores = Scores.from_log10_entropy(np.random.default_rng(1).normal(-2, 1, size=N))
-    return proxyfast.select(scores, k=K, method="p1", seed=3, bin_width=0.5)
+    return index_proxy(N, K)
 
 
 def part_of(proxy, part, portion=0.5):

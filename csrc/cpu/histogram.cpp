@@ -11,9 +11,7 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor> histogram_bins_cpu(const at::Tensor& values, double lo, double bin_width,
                                                       int64_t n_bins, double top) {
-  TORCH_CHECK(values.dim() == 1 && values.scalar_type() == at::kFloat,
-              "proxyfast: histogram values must be a 1-D float32 tensor, got ", values.dim(), "-D ",
-              values.scalar_type());
+  check_histogram_values(values);
   check_bins(lo, bin_width, n_bins, top);
   const at::Tensor contiguous = values.contiguous();
   const int64_t n = contiguous.numel();

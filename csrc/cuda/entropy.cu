@@ -19,6 +19,7 @@
 #include "../common/entropy_math.h"
 #include "../common/half.h"
 #include "../common/histogram_rule.h"
+#include "bin_counts.cuh"
 
 namespace proxyfast {
 namespace cuda {
@@ -38,8 +39,6 @@ constexpr int kMinBlockThreads = 128;
 constexpr int kMaxBlockThreads = 1024;
 constexpr int kStreamBlockThreads = 512;
 constexpr int64_t kMaxBlocks = 4096;  // grid cap; rows are grid-strided beyond it
-// Bin counts live in shared memory (32 KB) per block up to this many bins.
-constexpr int32_t kMaxSharedBins = 8192;
 
 // Pass 1 state of a thread or a group: the top two logits and whether all are finite.
 struct RowTop {
@@ -193,18 +192,6 @@ __device__ EntropyResult row_entropy(const T* __restrict__ row, int64_t num_clas
   return entropy_from_sums(top.m1, top.m2, sums.delta2, sums.u2, sums.ties);
 }
 
-__device__ void zero_shared_counts(unsigned int* counts, int32_t n) {
-  for (int32_t b = threadIdx.x; b < n; b += blockDim.x) counts[b] = 0;
-  __syncthreads();
-}
-
-__device__ void flush_shared_counts(const unsigned int* counts, int32_t n, unsigned long long* global_counts) {
-  __syncthreads();
-  for (int32_t b = threadIdx.x; b < n; b += blockDim.x) {
-    if (counts[b] != 0) atomicAdd(&global_counts[b], static_cast<unsigned long long>(counts[b]));
-  }
-}
-
 // Writes row r's outputs; called by one thread per row.
 __device__ __forceinline__ void store_row(int64_t r, EntropyResult result, float* __restrict__ entropy,
                                           float* __restrict__ log10_entropy, const BinParams& bins,
@@ -214,12 +201,7 @@ __device__ __forceinline__ void store_row(int64_t r, EntropyResult result, float
   if (bins.ids == nullptr) return;
   const int32_t b = bin_index(result.log10_entropy, bins.lo, bins.width, bins.n_bins, bins.top);
   bins.ids[r] = b;
-  if (b < 0) return;
-  if (bins.shared_bins > 0) {
-    atomicAdd(&shared_counts[b], 1u);
-  } else {
-    atomicAdd(&bins.counts[b], 1ull);
-  }
+  if (b >= 0) count_bin(b, bins.shared_bins, shared_counts, bins.counts);
 }
 
 template <int kItems, typename T>
@@ -338,7 +320,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> entropy_histogram_cud
                        bin_width,
                        top,
                        bins32,
-                       bins32 <= kMaxSharedBins ? bins32 : 0,
+                       shared_bin_count(bins32),
                        bin_ids.mutable_data_ptr<int32_t>(),
                        reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>())};
   run_entropy(logits, entropy, log10_entropy, bins);

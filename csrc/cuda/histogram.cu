@@ -8,6 +8,7 @@
 
 #include "../checks.h"
 #include "../common/histogram_rule.h"
+#include "bin_counts.cuh"
 
 namespace proxyfast {
 namespace cuda {
@@ -15,43 +16,25 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1024;  // about one wave on an H100; values are grid-strided
-// Counts live in shared memory (32 KB) per block up to this many bins, else every value
-// counts straight into global memory.
-constexpr int32_t kMaxSharedBins = 8192;
 
 __global__ void __launch_bounds__(kThreads)
     histogram_kernel(const float* __restrict__ values, int64_t n, int64_t stride, double lo, double width,
-                     double top, int32_t n_bins, bool shared, int32_t* __restrict__ bin_ids,
+                     double top, int32_t n_bins, int32_t shared_bins, int32_t* __restrict__ bin_ids,
                      unsigned long long* __restrict__ counts) {
   extern __shared__ unsigned int shared_counts[];
-  if (shared) {
-    for (int32_t b = threadIdx.x; b < n_bins; b += blockDim.x) shared_counts[b] = 0;
-    __syncthreads();
-  }
+  zero_shared_counts(shared_counts, shared_bins);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int32_t b = bin_index(values[i * stride], lo, width, n_bins, top);
     bin_ids[i] = b;
-    if (b < 0) continue;
-    if (shared) {
-      atomicAdd(&shared_counts[b], 1u);
-    } else {
-      atomicAdd(&counts[b], 1ull);
-    }
+    if (b >= 0) count_bin(b, shared_bins, shared_counts, counts);
   }
-  if (shared) {
-    __syncthreads();
-    for (int32_t b = threadIdx.x; b < n_bins; b += blockDim.x) {
-      if (shared_counts[b] != 0) atomicAdd(&counts[b], static_cast<unsigned long long>(shared_counts[b]));
-    }
-  }
+  flush_shared_counts(shared_counts, shared_bins, counts);
 }
 
 std::tuple<at::Tensor, at::Tensor> histogram_bins_cuda(const at::Tensor& values, double lo, double bin_width,
                                                        int64_t n_bins, double top) {
-  TORCH_CHECK(values.dim() == 1 && values.scalar_type() == at::kFloat,
-              "proxyfast: histogram values must be a 1-D float32 tensor, got ", values.dim(), "-D ",
-              values.scalar_type());
+  check_histogram_values(values);
   check_bins(lo, bin_width, n_bins, top);
   const c10::cuda::CUDAGuard guard(values.device());
   const int64_t n = values.numel();
@@ -59,12 +42,12 @@ std::tuple<at::Tensor, at::Tensor> histogram_bins_cuda(const at::Tensor& values,
   at::Tensor counts = at::zeros({n_bins}, values.options().dtype(at::kLong));
   if (n == 0) return {bin_ids, counts};
   const auto bins32 = static_cast<int32_t>(n_bins);
-  const bool shared = bins32 <= kMaxSharedBins;
-  const size_t shared_bytes = shared ? static_cast<size_t>(bins32) * sizeof(unsigned int) : 0;
+  const int32_t shared_bins = shared_bin_count(bins32);
+  const size_t shared_bytes = static_cast<size_t>(shared_bins) * sizeof(unsigned int);
   const int64_t blocks = std::min((n + kThreads - 1) / kThreads, kMaxBlocks);
   // int64 counts updated through unsigned 64-bit atomics: the same bits for counts < 2^63.
   histogram_kernel<<<static_cast<unsigned int>(blocks), kThreads, shared_bytes, c10::cuda::getCurrentCUDAStream()>>>(
-      values.const_data_ptr<float>(), n, values.stride(0), lo, bin_width, top, bins32, shared,
+      values.const_data_ptr<float>(), n, values.stride(0), lo, bin_width, top, bins32, shared_bins,
       bin_ids.mutable_data_ptr<int32_t>(), reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {bin_ids, counts};
