@@ -14,7 +14,9 @@ Header keys: ``n`` (examples in the full data), ``k`` (selected), ``method``, ``
 (``seed``, ``bin_width`` and, where used, ``fraction``, ``round_to``, ``beta``),
 ``histogram`` (``edges``, ``counts``, ``bin_width``), ``selected_per_bin``,
 ``fingerprint`` (``Scores.fingerprint()`` of the scores it was selected from),
-``proxyfast_version`` and ``created`` (ISO 8601, UTC). Readers ignore keys they do not
+``dataset_fingerprint`` (the fingerprint of the dataset those scores were computed on, or
+null when unknown; optional, files without it read as null), ``proxyfast_version`` and
+``created`` (ISO 8601, UTC). Readers ignore keys they do not
 know; a change that old readers cannot ignore increments the format version. Files are
 written atomically: a temporary file in the same directory, fsynced, then renamed.
 The same specification is in docs/proxyset-format.md.
@@ -38,7 +40,8 @@ from ._fileformat import PREAMBLE as _PREAMBLE
 from ._fileformat import read_preamble
 from ._version import __version__
 from .binning import Histogram
-from .scoring import Scores
+from .data.fingerprint import dataset_fingerprint as _dataset_fingerprint
+from .scoring import DatasetMismatchError, Scores
 
 __all__ = ["ProxySet", "BinRow", "MAGIC", "FORMAT_VERSION"]
 
@@ -80,6 +83,7 @@ class ProxySet:
         selected_per_bin: np.ndarray,
         scores: Scores | None = None,
         fingerprint: str | None = None,
+        dataset_fingerprint: str | None = None,
         created: str | None = None,
         proxyfast_version: str = __version__,
     ) -> None:
@@ -96,6 +100,9 @@ class ProxySet:
         # The fingerprint hashes all N scores on the host; it is computed only when needed.
         self._scores = scores
         self._fingerprint = fingerprint
+        if dataset_fingerprint is None and scores is not None:
+            dataset_fingerprint = scores.dataset_fingerprint
+        self.dataset_fingerprint = dataset_fingerprint
 
     @property
     def k(self) -> int:
@@ -157,6 +164,7 @@ class ProxySet:
             "histogram": self.histogram.to_dict(),
             "selected_per_bin": self.selected_per_bin.tolist(),
             "fingerprint": self.fingerprint,
+            "dataset_fingerprint": self.dataset_fingerprint,
             "proxyfast_version": self.proxyfast_version,
             "created": self.created,
         }
@@ -189,6 +197,7 @@ class ProxySet:
             histogram=Histogram.from_dict(header["histogram"]),
             selected_per_bin=np.asarray(header["selected_per_bin"], dtype=np.int64),
             fingerprint=header["fingerprint"],
+            dataset_fingerprint=header.get("dataset_fingerprint"),
             created=header["created"],
             proxyfast_version=header["proxyfast_version"],
         )
@@ -203,6 +212,22 @@ class ProxySet:
                 f"{source}: this proxy set was selected from different scores "
                 f"(n = {self.n}, fingerprint {self.fingerprint}; the scores given have "
                 f"n = {len(scores)}, fingerprint {scores.fingerprint()})"
+            )
+
+    def check_dataset(self, dataset, source: str = "the proxy set") -> None:
+        """Raises :class:`DatasetMismatchError` unless this proxy indexes ``dataset``: the
+        same number of examples and, where both are known, the same dataset fingerprint."""
+        actual = _dataset_fingerprint(dataset)
+        name = getattr(dataset, "name", type(dataset).__name__)
+        if self.n != len(dataset):
+            raise DatasetMismatchError(
+                f"{source} was selected from {self.n:,} examples, but the dataset given ({name}) holds "
+                f"{len(dataset):,}: it is a proxy of another dataset"
+            )
+        if self.dataset_fingerprint is not None and actual is not None and self.dataset_fingerprint != actual:
+            raise DatasetMismatchError(
+                f"{source} was selected from scores of another dataset (fingerprint {self.dataset_fingerprint}); "
+                f"the dataset given ({name}) has fingerprint {actual}"
             )
 
 

@@ -166,7 +166,7 @@ def test_sampler_orders_are_a_pure_function_of_seed_and_epoch():
 
 def test_bad_input_raises_clear_errors(dataset, proxy):
     small = index_dataset(N - 1)
-    with pytest.raises(ValueError, match=f"selected from {N:,} examples but the dataset .* holds {N - 1:,}"):
+    with pytest.raises(ValueError, match=f"selected from {N:,} examples, but the dataset .* holds {N - 1:,}"):
         torch_loader(small, proxy)
     with pytest.raises(ValueError, match=f"index {N} is out of range for the dataset .* of {N:,} examples"):
         torch_loader(dataset, [0, N])

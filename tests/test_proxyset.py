@@ -1,5 +1,6 @@
 """ProxySet: split, the file format (round trip, atomic writes, every load error), report."""
 
+import hashlib
 import json
 import os
 import struct
@@ -13,7 +14,8 @@ import proxyfast
 from proxyfast import proxyset as proxyset_module
 from proxyfast.proxyset import FORMAT_VERSION, MAGIC, ProxySet
 from proxyfast.report import bin_table, plot_histogram
-from proxyfast.scoring import Scores
+from proxyfast.data import ImageArrayDataset
+from proxyfast.scoring import DatasetMismatchError, Scores
 
 
 @pytest.fixture
@@ -218,3 +220,39 @@ def test_plot_histogram_without_matplotlib_says_how_to_install_it(monkeypatch, t
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install proxyfast\[plot\]"):
         plot_histogram(proxy, None, tmp_path / "x.png")
+
+
+def test_the_dataset_fingerprint_of_the_scores_travels_with_the_proxy(tmp_path, rng):
+    images = rng.integers(0, 256, size=(300, 4, 4, 1), dtype=np.uint8)
+    dataset = ImageArrayDataset(images, rng.integers(0, 3, size=300), name="mine")
+    other = ImageArrayDataset(images[::-1].copy(), rng.integers(0, 3, size=300), name="theirs")
+    scores = Scores.from_log10_entropy(rng.normal(-3, 2, size=300))
+    scores = scores.replace(meta={"dataset": {"fingerprint": dataset.fingerprint()}})
+    proxy = proxyfast.select(scores, fraction=0.1, method="p1", seed=1)
+    path = tmp_path / "proxy.proxyset"
+    proxy.save(path)
+    loaded = ProxySet.load(path)
+    assert loaded.dataset_fingerprint == dataset.fingerprint() == proxy.dataset_fingerprint
+    loaded.check_dataset(dataset)
+    with pytest.raises(DatasetMismatchError, match="scores of another dataset.*theirs"):
+        loaded.check_dataset(other)
+    with pytest.raises(DatasetMismatchError, match="300 examples.*holds 299"):
+        loaded.check_dataset(ImageArrayDataset(images[:299], np.zeros(299, dtype=np.int64), name="short"))
+
+
+def test_a_proxy_without_a_dataset_fingerprint_is_checked_by_size_only(tmp_path, saved, rng):
+    loaded = ProxySet.load(saved)
+    assert loaded.dataset_fingerprint is None
+    images = rng.integers(0, 256, size=(loaded.n, 2, 2, 1), dtype=np.uint8)
+    loaded.check_dataset(ImageArrayDataset(images, np.zeros(loaded.n, dtype=np.int64), name="any"))
+    # Files written before the key existed read the same way.
+    data = bytearray(saved.read_bytes())
+    header_size = struct.unpack_from("<Q", data, 12)[0]
+    header = json.loads(data[20:20 + header_size])
+    del header["dataset_fingerprint"]
+    body = json.dumps(header, separators=(",", ":")).encode()
+    rest = bytes(data[20 + header_size:-32])
+    rebuilt = bytes(data[:12]) + struct.pack("<Q", len(body)) + body + rest
+    old = tmp_path / "old.proxyset"
+    old.write_bytes(rebuilt + hashlib.sha256(rebuilt).digest())
+    assert ProxySet.load(old).dataset_fingerprint is None

@@ -180,6 +180,8 @@ def torch_loader(
         if reserved in dataloader_kwargs:
             raise TypeError(f"torch_loader sets the DataLoader's {reserved!r} itself; it cannot be passed")
     batch_size = _check_int("batch_size", batch_size, 1)
+    if isinstance(proxyset, ProxySet):
+        proxyset.check_dataset(dataset)
     indices = subset_indices(proxyset, part, train_portion, len(dataset), f"the dataset ({type(dataset).__name__})")
     sampler = ProxySampler(indices, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
     # Worker seeds come from this generator: random transforms in workers are reproducible too.
