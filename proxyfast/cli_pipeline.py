@@ -2,7 +2,8 @@
 
     proxyfast pretrain --dataset fashion-mnist --out baseline.ckpt [--epochs 10] [--width 16]
     proxyfast score --checkpoint baseline.ckpt --dataset fashion-mnist --out train.pxscores \\
-        [--features] [--entropy-list entropies.txt]
+        [--features] [--entropy-list entropies.txt] [--work-dir DIR]
+    torchrun --nproc-per-node 8 -m proxyfast score ...     (sharded over the processes)
     proxyfast pipeline --out DIR
 
 :func:`add_commands` registers them on the ``proxyfast`` parser and returns their
@@ -12,6 +13,8 @@ handlers by name.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -71,6 +74,10 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     score_parser.add_argument("--amp", action="store_true", help="autocast the forward pass")
     score_parser.add_argument("--out", required=True, help="where to write the scores")
     score_parser.add_argument("--entropy-list", default=None, help="also write the paper's 'index entropy label' list")
+    score_parser.add_argument("--work-dir", default=None,
+                              help="score in shards written here, resumable (default under torchrun: OUT.shards)")
+    score_parser.add_argument("--shard-size", type=int, default=16384, help="examples per shard (default 16384)")
+    score_parser.add_argument("--keep-shards", action="store_true", help="keep the work directory after merging")
     _add_run_arguments(score_parser)
 
     pipeline = commands.add_parser("pipeline", help="the end-to-end job on Fashion-MNIST: baseline, scores, proxies")
@@ -126,6 +133,9 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> None:
+    if args.work_dir is not None or "WORLD_SIZE" in os.environ:
+        _run_score_sharded(args)
+        return
     device = _setup(args)
     model = load_model(args.checkpoint)
     dataset = load_dataset(args.dataset, args.data_root, train=args.split == "train", image_size=args.image_size)
@@ -140,6 +150,45 @@ def _run_score(args: argparse.Namespace) -> None:
     if args.entropy_list:
         write_entropy_list(args.entropy_list, scores)
         print(f"wrote {args.entropy_list}")
+
+
+def _run_score_sharded(args: argparse.Namespace) -> None:
+    """``score`` in shards over the processes of a ``torchrun`` job (or one process):
+    rank 0 merges the shards and writes the outputs."""
+    from .distributed import IncompleteScoresError, init_distributed, remove_shards, score_sharded
+
+    device = _setup(args)
+    if "WORLD_SIZE" in os.environ and device.type == "cuda":
+        device = None  # under torchrun each process takes the GPU of its local rank
+    env = init_distributed(device=device)
+    try:
+        model = load_model(args.checkpoint)
+        dataset = load_dataset(args.dataset, args.data_root, train=args.split == "train", image_size=args.image_size)
+        work_dir = args.work_dir if args.work_dir is not None else f"{args.out}.shards"
+        started = time.perf_counter()
+        try:
+            scores = score_sharded(
+                model, dataset, work_dir, shard_size=args.shard_size, batch_size=args.batch_size, device=env.device,
+                features=args.features, amp=args.amp, progress=not args.quiet, log=print,
+            )
+        except IncompleteScoresError as error:
+            print(f"proxyfast: error on rank {env.rank}: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        seconds = time.perf_counter() - started
+        if not env.is_main:
+            return
+        scores.save(args.out)
+        accuracy = float((scores.predictions == scores.labels).float().mean())
+        print(f"scored {len(scores):,} images on {env.world_size} process(es) in {seconds:.1f} s "
+              f"({len(scores) / seconds:,.0f} images/s); accuracy {100 * accuracy:.2f}%; wrote {args.out}")
+        if args.entropy_list:
+            write_entropy_list(args.entropy_list, scores)
+            print(f"wrote {args.entropy_list}")
+        if not args.keep_shards:
+            remove_shards(work_dir)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _run_pipeline(args: argparse.Namespace) -> None:

@@ -419,6 +419,8 @@ def score(
     amp: bool = False,
     progress: bool = False,
     num_workers: int = 0,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Scores:
     """Scores every example of ``dataset`` with a trained ``model`` (DESIGN.md section 2.1).
 
@@ -440,6 +442,9 @@ def score(
             accumulated in fp32 or better.
         progress: draw a progress bar on stderr.
         num_workers: ``DataLoader`` workers for datasets that are not in memory.
+        start, stop: score only the examples ``start .. stop - 1`` (default: all), e.g. one
+            shard of a job split over processes (:mod:`proxyfast.distributed`); the
+            result then holds ``stop - start`` examples and ``meta`` records the range.
 
     Returns:
         :class:`Scores` with entropy, log10 entropy, labels, predictions and (on request)
@@ -450,9 +455,17 @@ def score(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    n = len(dataset)
-    if n == 0:
+    n_dataset = len(dataset)
+    if n_dataset == 0:
         raise ValueError("the dataset is empty")
+    stop = n_dataset if stop is None else stop
+    for name, value in (("start", start), ("stop", stop)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= start < stop <= n_dataset:
+        raise ValueError(f"start and stop must satisfy 0 <= start < stop <= {n_dataset}, got {start} and {stop}")
+    whole = start == 0 and stop == n_dataset
+    n = stop - start
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
@@ -480,20 +493,22 @@ def score(
     bar = Progress(n, "score", enabled=progress, unit="img")
     try:
         with torch.inference_mode(), autocast:
-            for index, inputs, batch_labels in iterate_batches(dataset, batch_size, num_workers=num_workers):
-                start = int(index[0])
+            order = None if whole else torch.arange(start, stop)
+            for index, inputs, batch_labels in iterate_batches(dataset, batch_size, order, num_workers=num_workers):
+                first = int(index[0])
                 x = to_float_images(inputs, device, memory_format)
                 captured.clear()
                 logits = _check_output(model(x), len(index))
                 try:
                     ent, log10_ent = ops.entropy(logits)
                 except ValueError as error:
-                    raise ValueError(f"examples {start}..{start + len(index) - 1}: {error}") from None
-                dev_index = index.to(device, non_blocking=True)
+                    raise ValueError(f"examples {first}..{first + len(index) - 1}: {error}") from None
+                position = index - start  # where the batch goes in the result
+                dev_index = position.to(device, non_blocking=True)
                 entropy[dev_index] = ent
                 log10_entropy[dev_index] = log10_ent
                 predictions[dev_index] = logits.argmax(dim=1)
-                labels[index] = batch_labels
+                labels[position] = batch_labels
                 if features:
                     if len(captured) != 1:
                         raise ValueError(f"feature layer {layer_name!r} ran {len(captured)} times in one forward pass")
@@ -512,11 +527,13 @@ def score(
         "model": model_info(model),
         "dataset": {
             "name": getattr(dataset, "name", type(dataset).__name__),
-            "n": n,
+            "n": n_dataset,
             "fingerprint": dataset_fingerprint(dataset),
         },
         "scoring": {"device": str(device), "amp": bool(amp), "batch_size": batch_size, "feature_layer": layer_name},
     }
+    if not whole:
+        meta["dataset"]["range"] = [start, stop]
     return Scores(
         entropy, log10_entropy, labels.to(device), meta=meta, predictions=predictions,
         features=feature_store.get("x"),

@@ -32,8 +32,9 @@ class Architect:
         model: the supernet, or ``nn.DataParallel``/``DistributedDataParallel`` around
             it. The architecture step runs on the wrapped module itself (the unrolled
             weights cannot be swapped into a replicating wrapper); under
-            ``torch.distributed`` its gradients are averaged over the ranks, so that
-            every rank takes the same step.
+            ``torch.distributed`` its gradients (and, in the second order, the
+            unrolled step's training and validation gradients) are averaged over the
+            ranks, so that every rank takes the global batch's step.
         order: 1 (first order) or 2 (second order, unrolled).
         lr, betas, weight_decay: Adam's settings; the defaults are the paper's.
         network_momentum, network_weight_decay: the weight optimiser's SGD settings,
@@ -96,7 +97,7 @@ class Architect:
                          network_optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
         """``w' = w - lr * (momentum * buffer + grad_w L_train + weight_decay * w)``, the
         weight optimiser's SGD step, as new leaf tensors; changes no parameter."""
-        train_grads = _grads(self._loss(train_batch), self.weights)
+        train_grads = _average_across_ranks(_grads(self._loss(train_batch), self.weights))
         unrolled = []
         for w, g in zip(self.weights, train_grads):
             step = g + self.network_weight_decay * w.detach()
@@ -113,7 +114,7 @@ class Architect:
         size ``lr``, and that loss; changes no parameter."""
         unrolled = self.unrolled_weights(train_batch, lr, network_optimizer)
         val_loss = self._loss(val_batch, unrolled)
-        grads = _grads(val_loss, [*self.arch_params, *unrolled])
+        grads = _average_across_ranks(_grads(val_loss, [*self.arch_params, *unrolled]))
         arch_grads, vector = grads[: len(self.arch_params)], grads[len(self.arch_params):]
         hessian_vector = self._hessian_vector_product(vector, train_batch)
         return val_loss.detach(), [g - lr * h for g, h in zip(arch_grads, hessian_vector)]
