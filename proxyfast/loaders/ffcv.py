@@ -36,7 +36,8 @@ import torch
 from ..data.arrays import ImageArrayDataset
 from ..proxyset import ProxySet
 from ._subset import subset_indices
-from .pytorch import ProxySampler, _check_int
+from .._checks import check_int
+from .pytorch import ProxySampler
 
 __all__ = ["FFCVProxyLoader", "IMAGE_FIELD", "INSTALL_HINT", "LABEL_FIELD", "ffcv_loader", "write_beton"]
 
@@ -180,10 +181,10 @@ def write_beton(
 
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {', '.join(map(repr, IMAGE_FORMATS))}, got {image_format!r}")
-    jpeg_quality = _check_int("jpeg_quality", jpeg_quality, 1)
+    jpeg_quality = check_int("jpeg_quality", jpeg_quality, 1)
     if jpeg_quality > 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
-    num_workers = _check_int("num_workers", _default_workers() if num_workers is None else num_workers, 1)
+    num_workers = check_int("num_workers", _default_workers() if num_workers is None else num_workers, 1)
     if len(dataset) == 0:
         raise ValueError("cannot write an empty dataset to a .beton")
 
@@ -343,8 +344,8 @@ def ffcv_loader(
     from ._ffcv_order import ProxyTraversalOrder
 
     path = os.fspath(path)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    num_workers = _check_int("num_workers", _default_workers() if num_workers is None else num_workers, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    num_workers = check_int("num_workers", _default_workers() if num_workers is None else num_workers, 1)
     reader = _read_beton(path)
     indices = subset_indices(proxyset, part, train_portion, int(reader.num_samples), f"the .beton {path!r}")
     sampler = ProxySampler(indices, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -19,18 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .._checks import check_int
 from ..proxyset import ProxySet
 from ._subset import subset_indices
 
 __all__ = ["CycleLoader", "ProxySampler", "cycle_loader", "distributed_rank", "torch_loader"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
 
 
 def distributed_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -41,8 +33,8 @@ def distributed_rank(rank: int | None = None, world_size: int | None = None) -> 
         world_size = torch.distributed.get_world_size() if initialised else 1
     if rank is None:
         rank = torch.distributed.get_rank() if initialised else 0
-    world_size = _check_int("world_size", world_size, 1)
-    rank = _check_int("rank", rank, 0)
+    world_size = check_int("world_size", world_size, 1)
+    rank = check_int("rank", rank, 0)
     if rank >= world_size:
         raise ValueError(f"rank must be in [0, world_size = {world_size}), got {rank}")
     return rank, world_size
@@ -89,7 +81,7 @@ class ProxySampler(Sampler[int]):
             raise TypeError(f"indices must be a 1-D sequence of integers, got {indices.dtype} {indices.shape}")
         self.indices = indices.astype(np.int64)
         self.shuffle = bool(shuffle)
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.rank, self.world_size = distributed_rank(rank, world_size)
         self.drop_last = bool(drop_last)
         self.epoch = 0  # the epoch of the next pass
@@ -100,7 +92,7 @@ class ProxySampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Makes the next pass use epoch ``epoch``'s order (the one after that uses ``epoch + 1``)."""
-        self.epoch = _check_int("epoch", epoch, 0)
+        self.epoch = check_int("epoch", epoch, 0)
 
     def advance(self) -> int:
         """The epoch of the next pass; later passes use the ones after it."""
@@ -179,7 +171,7 @@ def torch_loader(
     for reserved in ("sampler", "batch_sampler", "shuffle"):
         if reserved in dataloader_kwargs:
             raise TypeError(f"torch_loader sets the DataLoader's {reserved!r} itself; it cannot be passed")
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if isinstance(proxyset, ProxySet):
         proxyset.check_dataset(dataset)
     indices = subset_indices(proxyset, part, train_portion, len(dataset), f"the dataset ({type(dataset).__name__})")

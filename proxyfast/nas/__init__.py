@@ -10,7 +10,11 @@ PC-DARTS (Xu et al., ICLR 2020).
 from .architect import Architect
 from .genotypes import DARTS_V1, DARTS_V2, GENOTYPES, PC_DARTS, PRIMITIVES, Genotype, get_genotype
 from .mixed import MixedOp, PartialMixedOp, available_mixed_impls, channel_shuffle, register_mixed_impl
+from .network import AuxiliaryHead, EvalCell, EvalNetwork, drop_path
+from .plots import plot_alpha_evolution, plot_cell, plot_search
+from .search import SearchConfig, SearchResult, SearchState, build_search, search, search_step
 from .supernet import SearchCell, SearchNetwork, derive_cell, num_edges
+from .train import NetworkTrainResult, load_network, random_cutout, save_network, shard_epoch, train_network
 
 __all__ = [
     "DARTS_V1",
@@ -19,15 +23,34 @@ __all__ = [
     "PC_DARTS",
     "PRIMITIVES",
     "Architect",
+    "AuxiliaryHead",
+    "EvalCell",
+    "EvalNetwork",
     "Genotype",
     "MixedOp",
+    "NetworkTrainResult",
     "PartialMixedOp",
     "SearchCell",
+    "SearchConfig",
     "SearchNetwork",
+    "SearchResult",
+    "SearchState",
     "available_mixed_impls",
+    "build_search",
     "channel_shuffle",
     "derive_cell",
+    "drop_path",
     "get_genotype",
+    "load_network",
     "num_edges",
+    "plot_alpha_evolution",
+    "plot_cell",
+    "plot_search",
+    "random_cutout",
     "register_mixed_impl",
+    "save_network",
+    "search",
+    "search_step",
+    "shard_epoch",
+    "train_network",
 ]

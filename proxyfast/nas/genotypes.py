@@ -19,11 +19,20 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ALIASES",
     "DARTS_V1",
     "DARTS_V2",
     "GENOTYPES",
     "PC_DARTS",
+    "PC_DARTS_IMAGENET",
     "PRIMITIVES",
+    "PROXY_DARTS_CIFAR10",
+    "PROXY_DARTS_IMAGENET",
+    "PROXY_ECODARTS_CIFAR10",
+    "PROXY_PC_DARTS_CIFAR10",
+    "PROXY_PC_DARTS_IMAGENET",
+    "PROXY_SDARTS_CIFAR10",
+    "PROXY_SGAS_CIFAR10",
     "Genotype",
     "get_genotype",
 ]
@@ -201,17 +210,197 @@ PC_DARTS = Genotype(
 )
 """PC-DARTS, CIFAR-10: 2.57% test error in the PC-DARTS paper."""
 
-GENOTYPES: dict[str, Genotype] = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS}
+# The cell PC-DARTS published for its search on ImageNet, as its authors' code
+# (github.com/yuhuixu1993/PC-DARTS, genotypes.py) lists it.
+PC_DARTS_IMAGENET = Genotype(
+    normal=_cell(
+        (("skip_connect", 1), ("sep_conv_3x3", 0)),
+        (("sep_conv_3x3", 0), ("skip_connect", 1)),
+        (("sep_conv_3x3", 1), ("sep_conv_3x3", 3)),
+        (("sep_conv_3x3", 1), ("dil_conv_5x5", 4)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("sep_conv_3x3", 0), ("skip_connect", 1)),
+        (("dil_conv_5x5", 2), ("max_pool_3x3", 1)),
+        (("sep_conv_3x3", 2), ("sep_conv_3x3", 1)),
+        (("sep_conv_5x5", 0), ("sep_conv_3x3", 3)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""PC-DARTS, searched directly on ImageNet (``PC_DARTS_image`` in the PC-DARTS code)."""
+
+# The cells searched on proxy data in Na et al., "Accelerating Neural Architecture Search
+# via Proxy Data" (IJCAI 2021), as the authors' code (github.com/nabk89/NAS-with-Proxy-data,
+# genotypes.py) lists them; the name it gives each is in the docstring. Every proxy is the
+# paper's P1 selection (histogram type 1) of 10% of the training set.
+PROXY_DARTS_IMAGENET = Genotype(
+    normal=_cell(
+        (("sep_conv_3x3", 0), ("skip_connect", 1)),
+        (("sep_conv_5x5", 2), ("skip_connect", 1)),
+        (("sep_conv_3x3", 0), ("sep_conv_5x5", 1)),
+        (("sep_conv_5x5", 4), ("sep_conv_3x3", 0)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("skip_connect", 0), ("sep_conv_5x5", 1)),
+        (("dil_conv_5x5", 2), ("skip_connect", 0)),
+        (("max_pool_3x3", 0), ("dil_conv_5x5", 2)),
+        (("max_pool_3x3", 0), ("sep_conv_3x3", 3)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""DARTS searched directly on a 10% P1 proxy of ImageNet (``imagenet_DARTS_proxy_histo1_10p``)."""
+
+PROXY_PC_DARTS_IMAGENET = Genotype(
+    normal=_cell(
+        (("dil_conv_5x5", 0), ("sep_conv_5x5", 1)),
+        (("sep_conv_5x5", 0), ("sep_conv_3x3", 1)),
+        (("sep_conv_3x3", 1), ("dil_conv_5x5", 2)),
+        (("sep_conv_5x5", 0), ("dil_conv_5x5", 3)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("skip_connect", 1), ("skip_connect", 0)),
+        (("skip_connect", 2), ("max_pool_3x3", 0)),
+        (("dil_conv_5x5", 3), ("dil_conv_5x5", 2)),
+        (("sep_conv_3x3", 1), ("dil_conv_5x5", 4)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""PC-DARTS on a 10% P1 proxy of ImageNet (``imagenet_PCDARTS_proxy_histo1_10p``)."""
+
+PROXY_DARTS_CIFAR10 = Genotype(
+    normal=_cell(
+        (("dil_conv_5x5", 1), ("dil_conv_3x3", 0)),
+        (("dil_conv_5x5", 0), ("sep_conv_5x5", 1)),
+        (("dil_conv_5x5", 1), ("sep_conv_3x3", 0)),
+        (("dil_conv_5x5", 4), ("sep_conv_3x3", 0)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("dil_conv_5x5", 1), ("dil_conv_5x5", 0)),
+        (("dil_conv_5x5", 2), ("sep_conv_5x5", 0)),
+        (("dil_conv_5x5", 2), ("skip_connect", 0)),
+        (("sep_conv_5x5", 3), ("dil_conv_3x3", 0)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""DARTS on a 10% P1 proxy of CIFAR-10 (``cifar10_DARTS_proxy_histo1_10p``)."""
+
+PROXY_PC_DARTS_CIFAR10 = Genotype(
+    normal=_cell(
+        (("max_pool_3x3", 0), ("sep_conv_3x3", 1)),
+        (("sep_conv_5x5", 2), ("sep_conv_3x3", 0)),
+        (("dil_conv_3x3", 0), ("sep_conv_3x3", 2)),
+        (("max_pool_3x3", 0), ("dil_conv_5x5", 2)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("max_pool_3x3", 0), ("max_pool_3x3", 1)),
+        (("max_pool_3x3", 0), ("max_pool_3x3", 2)),
+        (("max_pool_3x3", 0), ("sep_conv_5x5", 3)),
+        (("skip_connect", 0), ("sep_conv_5x5", 4)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""PC-DARTS on a 10% P1 proxy of CIFAR-10 (``cifar10_PCDARTS_proxy_histo1_10p``)."""
+
+PROXY_ECODARTS_CIFAR10 = Genotype(
+    normal=_cell(
+        (("sep_conv_3x3", 0), ("dil_conv_5x5", 1)),
+        (("sep_conv_3x3", 1), ("dil_conv_3x3", 0)),
+        (("dil_conv_3x3", 2), ("sep_conv_3x3", 3)),
+        (("sep_conv_5x5", 3), ("dil_conv_3x3", 4)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("avg_pool_3x3", 0), ("sep_conv_5x5", 1)),
+        (("dil_conv_5x5", 2), ("avg_pool_3x3", 0)),
+        (("max_pool_3x3", 0), ("skip_connect", 2)),
+        (("dil_conv_3x3", 0), ("sep_conv_5x5", 3)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""EcoDARTS on a 10% P1 proxy of CIFAR-10 (``cifar10_EcoDARTS_c4r2_proxy_histo1_10p``)."""
+
+PROXY_SDARTS_CIFAR10 = Genotype(
+    normal=_cell(
+        (("dil_conv_5x5", 1), ("dil_conv_3x3", 0)),
+        (("dil_conv_5x5", 2), ("dil_conv_3x3", 1)),
+        (("dil_conv_3x3", 3), ("dil_conv_3x3", 2)),
+        (("dil_conv_3x3", 4), ("dil_conv_5x5", 2)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("max_pool_3x3", 1), ("skip_connect", 0)),
+        (("dil_conv_5x5", 2), ("dil_conv_3x3", 0)),
+        (("skip_connect", 2), ("max_pool_3x3", 0)),
+        (("skip_connect", 2), ("dil_conv_5x5", 4)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""SDARTS on a 10% P1 proxy of CIFAR-10 (``cifar10_SDARTS_proxy_histo1_10p``)."""
+
+PROXY_SGAS_CIFAR10 = Genotype(
+    normal=_cell(
+        (("sep_conv_3x3", 0), ("sep_conv_5x5", 1)),
+        (("dil_conv_5x5", 0), ("dil_conv_5x5", 1)),
+        (("max_pool_3x3", 0), ("dil_conv_5x5", 1)),
+        (("sep_conv_5x5", 1), ("sep_conv_3x3", 2)),
+    ),
+    normal_concat=_ALL_NODES,
+    reduce=_cell(
+        (("max_pool_3x3", 0), ("sep_conv_5x5", 1)),
+        (("sep_conv_5x5", 0), ("max_pool_3x3", 1)),
+        (("max_pool_3x3", 0), ("dil_conv_3x3", 3)),
+        (("max_pool_3x3", 0), ("sep_conv_3x3", 4)),
+    ),
+    reduce_concat=_ALL_NODES,
+)
+"""SGAS on a 10% P1 proxy of CIFAR-10 (``cifar10_SGAS_proxy_histo1_10p``)."""
+
+GENOTYPES: dict[str, Genotype] = {
+    "DARTS_V1": DARTS_V1,
+    "DARTS_V2": DARTS_V2,
+    "PC_DARTS": PC_DARTS,
+    "PC_DARTS_IMAGENET": PC_DARTS_IMAGENET,
+    "PROXY_DARTS_IMAGENET": PROXY_DARTS_IMAGENET,
+    "PROXY_PC_DARTS_IMAGENET": PROXY_PC_DARTS_IMAGENET,
+    "PROXY_DARTS_CIFAR10": PROXY_DARTS_CIFAR10,
+    "PROXY_PC_DARTS_CIFAR10": PROXY_PC_DARTS_CIFAR10,
+    "PROXY_ECODARTS_CIFAR10": PROXY_ECODARTS_CIFAR10,
+    "PROXY_SDARTS_CIFAR10": PROXY_SDARTS_CIFAR10,
+    "PROXY_SGAS_CIFAR10": PROXY_SGAS_CIFAR10,
+}
+
+# Other names for the same cells: DARTS's and PC-DARTS's own, and those of the proxy-data
+# paper's code, so that its ``--arch`` arguments work unchanged (matched case-insensitively).
+ALIASES: dict[str, str] = {
+    "DARTS": "DARTS_V2",
+    "PCDARTS": "PC_DARTS",
+    "PC_DARTS_CIFAR": "PC_DARTS",
+    "PC_DARTS_IMAGE": "PC_DARTS_IMAGENET",
+    "IMAGENET_DARTS_PROXY_HISTO1_10P": "PROXY_DARTS_IMAGENET",
+    "IMAGENET_PCDARTS_PROXY_HISTO1_10P": "PROXY_PC_DARTS_IMAGENET",
+    "CIFAR10_DARTS_PROXY_HISTO1_10P": "PROXY_DARTS_CIFAR10",
+    "CIFAR10_PCDARTS_PROXY_HISTO1_10P": "PROXY_PC_DARTS_CIFAR10",
+    "CIFAR10_ECODARTS_C4R2_PROXY_HISTO1_10P": "PROXY_ECODARTS_CIFAR10",
+    "CIFAR10_SDARTS_PROXY_HISTO1_10P": "PROXY_SDARTS_CIFAR10",
+    "CIFAR10_SGAS_PROXY_HISTO1_10P": "PROXY_SGAS_CIFAR10",
+}
 
 
 def get_genotype(name_or_string: str | Genotype) -> Genotype:
-    """A named architecture (``GENOTYPES``, case-insensitive; ``DARTS`` is ``DARTS_V2``)
-    or a genotype string."""
+    """A named architecture (``GENOTYPES`` or ``ALIASES``, case-insensitive; ``DARTS``
+    is ``DARTS_V2``) or a genotype string."""
     if isinstance(name_or_string, Genotype):
         return name_or_string
+    if not isinstance(name_or_string, str):
+        raise TypeError(f"an architecture is a Genotype, a name or a genotype string, "
+                        f"got {type(name_or_string).__name__}")
     key = name_or_string.strip().upper()
-    if key == "DARTS":
-        key = "DARTS_V2"
+    key = ALIASES.get(key, key)
     if key in GENOTYPES:
         return GENOTYPES[key]
     if not name_or_string.lstrip().startswith("Genotype("):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["OPS", "DilConv", "FactorizedReduce", "ReLUConvBN", "SepConv", "Zero"]
+__all__ = ["OPS", "DilConv", "FactorizedReduce", "ReLUConvBN", "SepConv", "Zero", "cifar_stem", "imagenet_stem"]
 
 
 class ReLUConvBN(nn.Sequential):
@@ -95,3 +95,29 @@ OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine),
 }
 """``OPS[name](channels, stride, affine)`` builds the operation ``name``."""
+
+
+def cifar_stem(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """The CIFAR stem of DARTS: one 3x3 convolution and a batch norm; ``stride=2`` halves
+    the resolution of every cell after it."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels))
+
+
+def imagenet_stem(in_channels: int, channels: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The ImageNet stem of DARTS: three stride-2 3x3 convolutions, 224x224 to 28x28, in
+    two parts; the first part's 56x56 output and the second's 28x28 output are the two
+    inputs of the first cell."""
+    stem0 = nn.Sequential(
+        nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+    stem1 = nn.Sequential(
+        nn.ReLU(inplace=False),  # its input is also the first cell's first input
+        nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+    return stem0, stem1

@@ -1,0 +1,165 @@
+"""``proxyfast train``: final training of an architecture, from scratch.
+
+    proxyfast train --arch DARTS_V2 --dataset fashion-mnist --epochs 20 --out DIR \\
+        [--channels 36 --layers 20 --batch-size 96 --cutout 0 --drop-path 0.2 \\
+         --auxiliary-weight 0.4 --stem-stride 1 --seed 0 --device cpu --no-resume]
+    torchrun --nproc-per-node 8 -m proxyfast train ...     (DistributedDataParallel)
+
+``--arch`` is a registered name (``proxyfast.nas.GENOTYPES``, or a name from the DARTS,
+PC-DARTS or proxy-data papers' code), a genotype string, or a ``genotype.txt`` written
+by ``proxyfast search``. The command writes into DIR:
+
+    checkpoint.ckpt     after every epoch (a second run resumes from it)
+    model.pt            the trained network (proxyfast.nas.load_network reads it)
+    train_log.json      settings, per-epoch history, test accuracy, wall time, parameters
+    cell_normal.png     pictures of the two cells (when matplotlib is installed)
+    cell_reduce.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+from ._atomic import atomic_write
+from ._version import __version__
+from .cli_pipeline import _add_data_arguments, _add_run_arguments, _setup
+from .data import load_dataset
+from .distributed import run_job
+from .nas.genotypes import Genotype, get_genotype
+from .nas.plots import CELLS, plot_cell
+from .nas.train import save_network, train_network
+
+__all__ = ["add_commands", "resolve_arch"]
+
+CHECKPOINT_NAME = "checkpoint.ckpt"
+MODEL_NAME = "model.pt"
+LOG_NAME = "train_log.json"
+
+
+def resolve_arch(arch: str) -> Genotype:
+    """The genotype an ``--arch`` argument names: a file holding a genotype string (as
+    ``proxyfast search`` writes ``genotype.txt``), a registered name, or a genotype string."""
+    if os.path.isfile(arch):
+        with open(arch, encoding="utf-8") as file:
+            text = file.read().strip()
+        try:
+            return Genotype.parse(text)
+        except ValueError as error:
+            raise ValueError(f"--arch file {arch!r} holds no valid genotype: {error}") from None
+    try:
+        return get_genotype(arch)
+    except ValueError as error:
+        if not arch.lstrip().startswith("Genotype(") and (os.sep in arch or arch.endswith(".txt")):
+            raise ValueError(f"--arch: no such file {arch!r}") from None
+        raise ValueError(f"--arch: {error}") from None
+
+
+def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
+    """Adds the ``train`` subcommand to ``commands``; returns ``{name: handler}``."""
+    train = commands.add_parser("train", help="train the network of a found cell from scratch (final training)")
+    train.add_argument("--arch", required=True,
+                       help="a registered architecture name (e.g. DARTS_V2), a genotype string, or a genotype.txt")
+    _add_data_arguments(train)
+    train.add_argument("--epochs", type=int, required=True, help="training epochs (DARTS: 600)")
+    train.add_argument("--channels", type=int, default=36, help="channels of the first cells (default 36)")
+    train.add_argument("--layers", type=int, default=20, help="cells (default 20)")
+    train.add_argument("--batch-size", type=int, default=96, help="default 96")
+    train.add_argument("--lr", type=float, default=0.025, help="initial learning rate, cosine to 0 (default 0.025)")
+    train.add_argument("--weight-decay", type=float, default=3e-4, help="default 3e-4")
+    train.add_argument("--grad-clip", type=float, default=5.0, help="largest gradient norm; 0 disables clipping (default 5)")
+    train.add_argument("--cutout", type=int, default=0, help="cutout box side in pixels; 0 disables (default 0)")
+    train.add_argument("--drop-path", type=float, default=0.2,
+                       help="drop-path rate, raised linearly from 0 over the epochs (default 0.2)")
+    train.add_argument("--auxiliary-weight", type=float, default=0.4,
+                       help="weight of the auxiliary head's loss; 0: no auxiliary head (default 0.4)")
+    train.add_argument("--stem", default="cifar", choices=("cifar", "imagenet"), help="default cifar")
+    train.add_argument("--stem-stride", type=int, default=1,
+                       help="stride of the cifar stem; 2 halves the resolution of every cell (default 1)")
+    train.add_argument("--no-augment", action="store_true", help="no random shifts and flips")
+    train.add_argument("--eval-every", type=int, default=0,
+                       help="also measure the test accuracy every this many epochs (default 0: at the end only)")
+    train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    train.add_argument("--seed", type=int, default=0, help="default 0")
+    train.add_argument("--out", required=True, help="output directory (a run there is resumed)")
+    train.add_argument("--no-resume", action="store_true", help="start over even when DIR holds a checkpoint")
+    _add_run_arguments(train)
+    return {"train": _run_train}
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    genotype = resolve_arch(args.arch)
+    device = _setup(args)
+    # Under torchrun every process trains its share of each batch.
+    run_job(lambda rank_device, is_main: _train(args, genotype, rank_device, is_main), device)
+
+
+def _train(args: argparse.Namespace, genotype: Genotype, device: torch.device, is_main: bool) -> None:
+    """Trains on every process; the main one alone prints and writes the outputs."""
+    train_set = load_dataset(args.dataset, args.data_root, train=True, image_size=args.image_size)
+    test_set = None if args.dataset == "imagefolder" else load_dataset(args.dataset, args.data_root, train=False)
+    os.makedirs(args.out, exist_ok=True)
+    if is_main:
+        print(f"training {genotype}")
+    started = time.perf_counter()
+    result = train_network(
+        genotype, train_set, test_set, epochs=args.epochs, channels=args.channels, layers=args.layers,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip or None,
+        auxiliary_weight=args.auxiliary_weight, drop_path_prob=args.drop_path, cutout=args.cutout,
+        augment=not args.no_augment, stem=args.stem, stem_stride=args.stem_stride, seed=args.seed, device=device,
+        amp=args.amp, checkpoint=os.path.join(args.out, CHECKPOINT_NAME), resume=not args.no_resume,
+        eval_every=args.eval_every, progress=not args.quiet,
+    )
+    wall = time.perf_counter() - started
+    if not is_main:
+        return
+    files = {"checkpoint": os.path.join(args.out, CHECKPOINT_NAME), "model": os.path.join(args.out, MODEL_NAME),
+             "log": os.path.join(args.out, LOG_NAME)}
+    save_network(files["model"], result.model, test_accuracy=result.test_accuracy)
+    log = {
+        "arch": args.arch,
+        "genotype": str(genotype),
+        "dataset": args.dataset,
+        "train_examples": len(train_set),
+        "test_examples": len(test_set) if test_set is not None else None,
+        "network": result.model.config(),
+        "settings": {
+            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+            "grad_clip": args.grad_clip, "cutout": args.cutout, "drop_path_prob": args.drop_path,
+            "auxiliary_weight": args.auxiliary_weight, "augment": not args.no_augment, "amp": args.amp,
+            "seed": args.seed,
+        },
+        "parameters": result.parameters,
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": sum(epoch["seconds"] for epoch in result.history),
+        "seconds_this_run": wall,
+        "history": result.history,
+        "device": str(device),
+        "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "proxyfast": __version__,
+    }
+    with atomic_write(files["log"]) as file:
+        file.write(json.dumps(log, indent=1, allow_nan=False).encode("utf-8") + b"\n")
+    pictures = {f"{cell} cell": os.path.join(args.out, f"cell_{cell}.png") for cell in CELLS}
+    try:
+        for cell in CELLS:
+            plot_cell(genotype, pictures[f"{cell} cell"], cell=cell, title=f"{cell} cell")
+    except ImportError as error:
+        print(f"skipped the cell pictures: {error}")
+    else:
+        files.update(pictures)
+    print(f"{result.parameters / 1e6:.3f}M parameters; trained {len(result.history)} epochs in "
+          f"{log['train_seconds']:.1f} s ({wall:.1f} s this run)")
+    if result.test_accuracy is not None:
+        print(f"test accuracy: {100 * result.test_accuracy:.2f}%")
+    for path in files.values():
+        print(f"wrote {path}")
