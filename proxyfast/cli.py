@@ -15,9 +15,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cli_loaders
+from . import cli_bench, cli_loaders
 from ._version import __version__
 from .cli_pipeline import add_commands as add_pipeline_commands
+from .cli_search import add_commands as add_search_commands
+from .cli_train import add_commands as add_train_commands
 from .data import imagenet_scale_scores
 from .io import read_entropy_list
 from .proxyset import ProxySet
@@ -73,6 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="a proxy set file")
     _COMMANDS.update(cli_loaders.add_commands(commands))
     _COMMANDS.update(add_pipeline_commands(commands))
+    _COMMANDS.update(cli_bench.add_commands(commands))
+    _COMMANDS.update(add_search_commands(commands))
+    _COMMANDS.update(add_train_commands(commands))
     return parser
 
 
