@@ -26,4 +26,22 @@ TORCH_LIBRARY(proxyfast, m) {
   // k distinct indices drawn without replacement, each draw proportional to the weights
   // not yet drawn, in draw order; `stream` selects an independent random stream.
   m.def("weighted_sample(Tensor weights, int k, int seed, int stream) -> Tensor");
+  // One edge of the DARTS supernet, fused (csrc/common/mixed_edge.h): the sum over its
+  // terms, t = 0 max pool 3x3 of x, t = 1 avg pool 3x3 of x, t = 2 + b branches[b], each
+  // weighted by weights[slot] and normalised by a non-affine batch norm as norm_modes[t]
+  // says (0 none, 1 batch statistics, 2 the rows 2t, 2t + 1 of running_stats: mean and
+  // variance), with eps[t]; plus weights[skip] * x. free_slots = [skip, max pool, avg
+  // pool] (-1: absent), branch_slots the branches' weight slots. Returns (output, the
+  // [2 * terms, C] float64 statistics it normalised with, biased variances).
+  m.def("mixed_edge(Tensor x, Tensor weights, Tensor[] branches, int[] branch_slots, int[] free_slots, int stride, "
+        "int[] norm_modes, float[] eps, Tensor? running_stats) -> (Tensor, Tensor)");
+  // Its backward: (grad x, grad weights, grad branches); output_mask = [x, branches],
+  // an unrequested gradient comes back empty.
+  m.def("mixed_edge_backward(Tensor grad, Tensor x, Tensor weights, Tensor[] branches, int[] branch_slots, "
+        "int[] free_slots, int stride, int[] norm_modes, float[] eps, Tensor stats, bool[2] output_mask) "
+        "-> (Tensor, Tensor, Tensor[])");
+  // PyTorch's running-statistics update of a batch norm from the batch mean and biased
+  // variance (float64) over `count` values, in place.
+  m.def("batch_norm_running_update(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor mean, Tensor var, "
+        "float momentum, int count) -> ()");
 }

@@ -13,7 +13,21 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library, which registers the operators)
 
-__all__ = ["entropy", "entropy_histogram", "histogram_bins", "weighted_sample", "has_cuda_kernels", "LOGIT_DTYPES"]
+__all__ = [
+    "entropy",
+    "entropy_histogram",
+    "histogram_bins",
+    "weighted_sample",
+    "has_cuda_kernels",
+    "has_mixed_edge_kernel",
+    "mixed_edge",
+    "batch_norm_running_update",
+    "LOGIT_DTYPES",
+    "MIXED_EDGE_DTYPES",
+    "NORM_NONE",
+    "NORM_BATCH",
+    "NORM_RUNNING",
+]
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_SEED = 2**63 - 1
@@ -163,3 +177,161 @@ def _histogram_bins_fake(values, lo, bin_width, n_bins, top):
 @torch.library.register_fake("proxyfast::weighted_sample")
 def _weighted_sample_fake(weights, k, seed, stream):
     return weights.new_empty((k,), dtype=torch.int64)
+
+
+# The fused mixed-op edge of the DARTS supernet (csrc/common/mixed_edge.h).
+
+MIXED_EDGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+MIXED_EDGE_MAX_BRANCHES = 8
+NORM_NONE, NORM_BATCH, NORM_RUNNING = 0, 1, 2
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+
+
+def has_mixed_edge_kernel(device_type: str) -> bool:
+    """Whether the fused mixed-edge op has a kernel for ``device_type`` (``"cpu"``, ``"cuda"``)."""
+    key = _DISPATCH_KEYS.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("proxyfast::mixed_edge", key)
+
+
+def mixed_edge(x: torch.Tensor, weights: torch.Tensor, branches, branch_slots, skip_slot: int = -1,
+               max_pool_slot: int = -1, avg_pool_slot: int = -1, stride: int = 1, norm_modes=None, eps=None,
+               running_stats=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One edge of the DARTS supernet, fused: ``sum_i weights[i] * op_i(x)``.
+
+    The terms of the sum are numbered: 0 the 3x3 max pool of ``x``, 1 its 3x3 average
+    pool (padding 1, ``count_include_pad=False``), 2 + b the branch ``branches[b]`` (a
+    convolution's output, computed outside), weighted by ``weights[max_pool_slot]``,
+    ``weights[avg_pool_slot]`` and ``weights[branch_slots[b]]``; skip (stride 1) adds
+    ``weights[skip_slot] * x``. A slot of -1 leaves that operation out (as for ``none``).
+    ``norm_modes[t]`` says how term t is normalised by a non-affine batch norm:
+    ``NORM_NONE`` (a branch taken as it is), ``NORM_BATCH`` (batch statistics, as in
+    training) or ``NORM_RUNNING`` (rows 2t and 2t + 1 of ``running_stats``, [2 * terms,
+    C]: mean and variance); pools are always normalised. By default the pools use batch
+    statistics and the branches are taken as they are; ``eps`` defaults to 1e-5.
+
+    Returns the edge output (x's dtype; spatial size ``ceil(H / stride)``) and the
+    [2 * terms, C] float64 statistics it normalised with (biased variances; zeros for
+    the terms it did not normalise). Differentiable once in ``x``, ``weights`` and the
+    branches; the pooled and normalised tensors are recomputed in the backward rather
+    than kept. Accumulates in fp32 (fp64 for fp64 inputs).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
+    if x.dtype not in MIXED_EDGE_DTYPES:
+        raise TypeError(f"x must be float32, float16, bfloat16 or float64, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty: shape {tuple(x.shape)}")
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 1 or not weights.is_floating_point():
+        raise TypeError("weights must be a 1-D floating-point tensor")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+    branches = list(branches)
+    branch_slots = [int(s) for s in branch_slots]
+    if len(branches) != len(branch_slots):
+        raise ValueError(f"branches ({len(branches)}) and branch_slots ({len(branch_slots)}) differ in length")
+    if len(branches) > MIXED_EDGE_MAX_BRANCHES:
+        raise ValueError(f"at most {MIXED_EDGE_MAX_BRANCHES} branches, got {len(branches)}")
+    out_shape = (x.shape[0], x.shape[1], (x.shape[2] - 1) // stride + 1, (x.shape[3] - 1) // stride + 1)
+    for b, branch in enumerate(branches):
+        if not isinstance(branch, torch.Tensor) or tuple(branch.shape) != out_shape:
+            shape = tuple(branch.shape) if isinstance(branch, torch.Tensor) else type(branch).__name__
+            raise ValueError(f"branches[{b}] must have shape {out_shape}, got {shape}")
+        if branch.dtype != x.dtype or branch.device != x.device:
+            raise TypeError(f"branches[{b}] must be {x.dtype} on {x.device}, got {branch.dtype} on {branch.device}")
+    free_slots = [int(skip_slot), int(max_pool_slot), int(avg_pool_slot)]
+    slots = branch_slots + [s for s in free_slots if s >= 0]
+    if any(not 0 <= s < weights.numel() for s in slots) or len(set(slots)) != len(slots):
+        raise ValueError(f"slots must be distinct indices into the {weights.numel()} weights, got "
+                         f"branch_slots={branch_slots}, skip/max/avg={free_slots}")
+    if skip_slot >= 0 and stride != 1:
+        raise ValueError("skip_slot: skip_connect is the identity only at stride 1 (at stride 2 it is a branch)")
+    terms = 2 + len(branches)
+    norm_modes = [NORM_BATCH, NORM_BATCH] + [NORM_NONE] * len(branches) if norm_modes is None else list(norm_modes)
+    eps = [1e-5] * terms if eps is None else [float(e) for e in eps]
+    if len(norm_modes) != terms or len(eps) != terms:
+        raise ValueError(f"norm_modes and eps take one value per term (max pool, avg pool, then each branch): "
+                         f"{terms}, got {len(norm_modes)} and {len(eps)}")
+    present = [max_pool_slot >= 0, avg_pool_slot >= 0] + [True] * len(branches)
+    modes = [int(m) if p else NORM_NONE for m, p in zip(norm_modes, present)]
+    if any(m not in (NORM_NONE, NORM_BATCH, NORM_RUNNING) for m in modes):
+        raise ValueError(f"norm_modes must be NORM_NONE, NORM_BATCH or NORM_RUNNING (0, 1, 2), got {norm_modes}")
+    if any(p and m == NORM_NONE for p, m in zip(present[:2], modes[:2])):
+        raise ValueError("norm_modes: a pool is always normalised (NORM_BATCH or NORM_RUNNING)")
+    if any(m != NORM_NONE and not (e > 0 and math.isfinite(e)) for m, e in zip(modes, eps)):
+        raise ValueError(f"eps must be positive and finite, got {eps}")
+    if NORM_BATCH in modes and out_shape[0] * out_shape[2] * out_shape[3] < 2:
+        raise ValueError(f"batch statistics need more than 1 value per channel, got x of shape {tuple(x.shape)}")
+    if NORM_RUNNING in modes:
+        if not isinstance(running_stats, torch.Tensor) or tuple(running_stats.shape) != (2 * terms, x.shape[1]):
+            raise ValueError(f"running_stats must be a [{2 * terms}, {x.shape[1]}] tensor for a term normalised "
+                             "with running statistics")
+        running_stats = running_stats.to(device=x.device, dtype=torch.float64).contiguous()
+    acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return torch.ops.proxyfast.mixed_edge.default(
+        x.contiguous(), weights.to(acc_dtype).contiguous(), [b.contiguous() for b in branches], branch_slots,
+        free_slots, stride, modes, eps, running_stats)
+
+
+def batch_norm_running_update(running_mean: torch.Tensor, running_var: torch.Tensor, mean: torch.Tensor,
+                              var: torch.Tensor, momentum: float, count: int) -> None:
+    """In place, as ``nn.BatchNorm2d`` does in training: ``running = momentum * batch +
+    (1 - momentum) * running``, the variance unbiased (``var * count / (count - 1)``).
+    ``mean`` and ``var`` are the batch mean and biased variance, 1-D float64."""
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    if count < 2:
+        raise ValueError(f"count must exceed 1, got {count!r}")
+    torch.ops.proxyfast.batch_norm_running_update.default(running_mean, running_var, mean, var, float(momentum),
+                                                          int(count))
+
+
+@torch.library.register_fake("proxyfast::mixed_edge")
+def _mixed_edge_fake(x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps, running_stats):
+    n, c, h, w = x.shape
+    out = x.new_empty((n, c, (h - 1) // stride + 1, (w - 1) // stride + 1))
+    return out, x.new_empty((2 * len(norm_modes), c), dtype=torch.float64)
+
+
+@torch.library.register_fake("proxyfast::mixed_edge_backward")
+def _mixed_edge_backward_fake(grad, x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps, stats,
+                              output_mask):
+    grad_x = torch.empty_like(x) if output_mask[0] else x.new_empty((0,))
+    grad_branches = [torch.empty_like(b) for b in branches] if output_mask[1] else []
+    return grad_x, torch.empty_like(weights), grad_branches
+
+
+@torch.library.register_fake("proxyfast::batch_norm_running_update")
+def _batch_norm_running_update_fake(running_mean, running_var, mean, var, momentum, count):
+    return None
+
+
+def _mixed_edge_setup_context(ctx, inputs, output):
+    x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps, _running_stats = inputs
+    _, stats = output
+    ctx.mark_non_differentiable(stats)
+    ctx.save_for_backward(x, weights, stats, *branches)
+    ctx.config = (list(branch_slots), list(free_slots), stride, list(norm_modes), list(eps))
+
+
+def _mixed_edge_backward(ctx, grad_out, _grad_stats):
+    x, weights, stats, *branches = ctx.saved_tensors
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_out, x, weights, *branches)):
+        raise RuntimeError("proxyfast.mixed_edge is differentiable once: double backward (create_graph=True) "
+                           "is not supported; use the reference mixed op (impl='reference') for it")
+    branch_slots, free_slots, stride, norm_modes, eps = ctx.config
+    need_x, need_weights, need_branches = ctx.needs_input_grad[:3]
+    need_branches = any(need_branches)
+    grad_x, grad_weights, grad_branches = torch.ops.proxyfast.mixed_edge_backward.default(
+        grad_out.contiguous(), x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps, stats,
+        [need_x, need_branches])
+    # The gradient's structure mirrors the inputs': one entry per branch, and an empty
+    # list stands for an empty branch_slots (a non-empty list of ints takes None).
+    return (grad_x if need_x else None, grad_weights if need_weights else None,
+            list(grad_branches) if need_branches else [None] * len(branches),
+            None if branch_slots else [], None, None, None, None, None)
+
+
+torch.library.register_autograd("proxyfast::mixed_edge", _mixed_edge_backward,
+                                setup_context=_mixed_edge_setup_context)

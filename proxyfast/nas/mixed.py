@@ -3,7 +3,10 @@
 ``MixedOp`` computes ``sum_i w_i * op_i(x)`` with ``w = softmax(alpha)`` computed once per
 cell type by the network. How the sum is computed is pluggable: ``impl`` names a function
 in a registry (``register_mixed_impl``), so a fused implementation can replace the
-reference one without touching the network. ``PartialMixedOp`` is the partial-channel
+reference one without touching the network. ``"reference"`` is the definition, one
+module after another; ``"fused"`` (``proxyfast.nas.fused``) computes the parameter-free
+operations and the weighted sum in one C++/CUDA kernel, and is the default wherever the
+extension is built (``default_mixed_impl``). ``PartialMixedOp`` is the partial-channel
 edge of PC-DARTS (Xu et al., ICLR 2020): only ``1/k`` of the channels go through the
 candidates, the rest bypass them, and a channel shuffle mixes the two groups.
 """
@@ -24,6 +27,7 @@ __all__ = [
     "PartialMixedOp",
     "available_mixed_impls",
     "channel_shuffle",
+    "default_mixed_impl",
     "reference_mixed",
     "register_mixed_impl",
 ]
@@ -52,6 +56,11 @@ def available_mixed_impls() -> list[str]:
     return sorted(_IMPLS)
 
 
+def default_mixed_impl() -> str:
+    """``"fused"`` where the C++ extension provides it, else ``"reference"``."""
+    return "fused" if "fused" in _IMPLS else "reference"
+
+
 def _lookup(impl: str) -> MixedImpl:
     try:
         return _IMPLS[impl]
@@ -63,12 +72,14 @@ class MixedOp(nn.Module):
     """One edge of the supernet: every operation of ``primitives`` on ``channels`` channels.
 
     Pooling is followed by a non-affine batch norm, as in DARTS, so that its output has
-    the same scale as the convolutions' and the comparison is fair.
+    the same scale as the convolutions' and the comparison is fair. ``impl`` names the
+    implementation (``available_mixed_impls()``); ``None`` takes ``default_mixed_impl()``.
     """
 
     def __init__(self, channels: int, stride: int, primitives: Sequence[str] = PRIMITIVES,
-                 impl: str = "reference") -> None:
+                 impl: str | None = None) -> None:
         super().__init__()
+        impl = default_mixed_impl() if impl is None else impl
         self.impl = impl
         self._impl = _lookup(impl)
         self.primitives = tuple(primitives)
@@ -102,7 +113,7 @@ class PartialMixedOp(nn.Module):
     """
 
     def __init__(self, channels: int, stride: int, k: int = 4, primitives: Sequence[str] = PRIMITIVES,
-                 impl: str = "reference") -> None:
+                 impl: str | None = None) -> None:
         super().__init__()
         if k < 1 or channels % k:
             raise ValueError(f"partial channels: {channels} channels do not split into k={k} equal groups")
@@ -116,3 +127,10 @@ class PartialMixedOp(nn.Module):
         if self.stride != 1:
             bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)
         return channel_shuffle(torch.cat([self.mixed(sampled, weights), bypass], dim=1), self.k)
+
+
+try:
+    from . import fused  # noqa: F401, E402  (registers impl="fused")
+except ModuleNotFoundError as error:  # without the C++ extension, the reference implementation only
+    if error.name != "proxyfast._C":
+        raise

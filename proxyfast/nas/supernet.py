@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from .genotypes import PRIMITIVES, Genotype
 from .mixed import MixedOp, PartialMixedOp
-from .ops import FactorizedReduce, ReLUConvBN
+from .ops import FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
 
 __all__ = ["SearchCell", "SearchNetwork", "derive_cell", "num_edges"]
 
@@ -54,7 +54,7 @@ class SearchCell(nn.Module):
 
     def __init__(self, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
                  reduction: bool, reduction_prev: bool, partial_channels: int | None = None,
-                 impl: str = "reference", primitives: Sequence[str] = PRIMITIVES) -> None:
+                 impl: str | None = None, primitives: Sequence[str] = PRIMITIVES) -> None:
         super().__init__()
         self.steps, self.multiplier, self.reduction = steps, multiplier, reduction
         if reduction_prev:
@@ -103,45 +103,42 @@ class SearchNetwork(nn.Module):
         stem: ``"cifar"`` (one 3x3 convolution, full resolution) or ``"imagenet"`` (three
             stride-2 3x3 convolutions, 224x224 to 28x28, as in the paper's and PC-DARTS's
             ImageNet search).
+        stem_stride: stride of the CIFAR stem's convolution; 2 halves the resolution of
+            every cell and quarters its cost (a search within a CPU budget). The ImageNet
+            stem has its own strides and takes only 1.
         partial_channels: ``k`` for PC-DARTS (4 in the paper), ``None`` for DARTS.
-        impl: the mixed-op implementation (``available_mixed_impls()``).
+        impl: the mixed-op implementation (``available_mixed_impls()``); ``None`` takes
+            ``default_mixed_impl()``, the fused kernels where the extension is built.
     """
 
     def __init__(self, channels: int = 16, num_classes: int = 10, layers: int = 8, in_channels: int = 3,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3, stem: str = "cifar",
-                 partial_channels: int | None = None, impl: str = "reference",
-                 primitives: Sequence[str] = PRIMITIVES) -> None:
+                 partial_channels: int | None = None, impl: str | None = None,
+                 primitives: Sequence[str] = PRIMITIVES, stem_stride: int = 1) -> None:
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
         for name, value in (("channels", channels), ("num_classes", num_classes), ("layers", layers),
-                            ("in_channels", in_channels), ("steps", steps), ("multiplier", multiplier)):
+                            ("in_channels", in_channels), ("steps", steps), ("multiplier", multiplier),
+                            ("stem_stride", stem_stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if multiplier > steps:
             raise ValueError(f"multiplier ({multiplier}) cannot exceed steps ({steps})")
+        if stem != "cifar" and stem_stride != 1:
+            raise ValueError(f"stem_stride applies to the cifar stem only; the {stem} stem takes 1, "
+                             f"got {stem_stride}")
         self.channels, self.num_classes, self.layers = channels, num_classes, layers
-        self.steps, self.multiplier, self.stem_kind = steps, multiplier, stem
+        self.steps, self.multiplier, self.stem_kind, self.stem_stride = steps, multiplier, stem, stem_stride
         self.partial_channels = partial_channels
         self.primitives = tuple(primitives)
 
         if stem == "cifar":
             c_stem = stem_multiplier * channels
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+            self.stem = cifar_stem(in_channels, c_stem, stem_stride)
             c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
         else:
-            self.stem0 = nn.Sequential(
-                nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels // 2),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
-            self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=False),  # its input is also the first cell's first input
-                nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
+            self.stem0, self.stem1 = imagenet_stem(in_channels, channels)
             # The two cell inputs are the 56x56 and the 28x28 maps; the first cell reduces
             # the larger one, as after a reduction cell.
             c_prev_prev, c_prev, reduction_prev = channels, channels, True
