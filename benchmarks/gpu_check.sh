@@ -14,7 +14,8 @@ OUT=${OUT:-./gpu_out}
 mkdir -p "$OUT"
 PYTHON=${PYTHON:-python3}
 deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-470}))
-(cd "$OUT" && rm -f env.log build.log smoke.log test_cuda.log test_suite.log bench_gpu.log bench_gpu.json bench_summary.log)
+(cd "$OUT" && rm -f env.log build.log smoke.log test_cuda.log test_suite.log bench_gpu.log bench_gpu.json \
+  bench_mixed.log bench_mixed.json bench_search.log bench_summary.log)
 
 failed=()
 
@@ -70,22 +71,42 @@ h, log10_h = torch.ops.proxyfast.entropy(torch.randn(4, 10, device='cuda'))
 ids = torch.ops.proxyfast.weighted_sample(torch.rand(100, device='cuda'), 5, 0, 0)
 print('entropy', h.device, h.tolist(), 'sample', ids.device, ids.tolist())
 "
-step "CUDA tests" test_cuda.log timeout "$(limit 150)" "$PYTHON" -m pytest tests/test_cuda.py -v -rs -p no:cacheprovider
+step "CUDA tests" test_cuda.log timeout "$(limit 150)" "$PYTHON" -m pytest tests/test_cuda.py tests/test_cuda_mixed.py \
+  -v -rs -p no:cacheprovider
+# The fused mixed op's supernet step against the reference one (fixed rounds, ~30 s).
+step "mixed-op GPU benchmarks" bench_mixed.log timeout "$(limit 90)" "$PYTHON" -m pytest benchmarks/test_bench_mixed.py \
+  -k "gpu or cuda" -q -rs -p no:cacheprovider --benchmark-only --benchmark-json="$OUT/bench_mixed.json"
+# What a search costs on this card, full data against the 10% proxy, at the paper's shapes
+# (JSON with the extrapolated GPU-hours under $OUT/bench_search_*).
+step "search cost, CIFAR-10" bench_search.log timeout "$(limit 75)" "$PYTHON" -m proxyfast bench search \
+  --setting cifar10 --algo darts --device cuda --quiet --out "$OUT/bench_search_cifar10"
+step "search cost, ImageNet" bench_search.log timeout "$(limit 100)" "$PYTHON" -m proxyfast bench search \
+  --setting imagenet --algo darts --device cuda --quiet --out "$OUT/bench_search_imagenet"
 step "test suite" test_suite.log timeout "$(limit 150)" "$PYTHON" -m pytest tests -q -x -rs -p no:cacheprovider \
-  --ignore=tests/test_cuda.py
+  --ignore=tests/test_cuda.py --ignore=tests/test_cuda_mixed.py
 step "GPU benchmarks" bench_gpu.log timeout "$(limit 150)" "$PYTHON" -m pytest benchmarks/test_bench_gpu.py \
   benchmarks/test_bench_scoring.py -k "gpu" -q -rs -p no:cacheprovider --benchmark-only --benchmark-max-time=0.5 --benchmark-json="$OUT/bench_gpu.json"
+# The extrapolation against a complete small search at CIFAR sizes, if time is left.
+step "search cost, validation" bench_search.log timeout "$(limit 60)" "$PYTHON" -m proxyfast bench search \
+  --validate --device cuda --examples 4000 --image-size 32 --batch-size 64 --channels 16 --layers 8 \
+  --epochs 3 --quiet --out "$OUT/bench_validate"
 
-step "benchmark summary" bench_summary.log "$PYTHON" - "$OUT/bench_gpu.json" <<'PY'
+step "benchmark summary" bench_summary.log "$PYTHON" - "$OUT/bench_gpu.json" "$OUT/bench_mixed.json" <<'PY'
 """Median per benchmark, its ratio to the group's proxyfast reference and, where the
-benchmark records the bytes it moves, its bandwidth."""
+benchmark records the bytes it moves, its bandwidth; where it records its peak memory,
+that and its ratio to the reference's."""
 import json
+import os
 import sys
 from collections import defaultdict
 
 groups = defaultdict(list)
-for bench in json.load(open(sys.argv[1]))["benchmarks"]:
-    groups[bench["group"]].append(bench)
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        print(f"(no {path})")
+        continue
+    for bench in json.load(open(path))["benchmarks"]:
+        groups[bench["group"]].append(bench)
 for group, benches in groups.items():
     marked = [b for b in benches if b["extra_info"].get("reference")]
     reference = (marked or benches)[0]
@@ -95,7 +116,9 @@ for group, benches in groups.items():
         median = bench["stats"]["median"]
         moved = bench["extra_info"].get("bytes")
         bandwidth = f"{moved / median / 1e9:8.0f} GB/s" if moved else ""
-        print(f"  {bench['name']:<48} {median * 1e3:10.3f} ms  {median / base:7.2f}x  {bandwidth}")
+        peak, base_peak = bench["extra_info"].get("peak_bytes"), reference["extra_info"].get("peak_bytes")
+        memory = f"peak {peak / 2**20:9.1f} MiB  {peak / base_peak:5.2f}x" if peak and base_peak else ""
+        print(f"  {bench['name']:<48} {median * 1e3:10.3f} ms  {median / base:7.2f}x  {bandwidth}{memory}")
 PY
 
 if [[ ${#failed[@]} -gt 0 ]]; then
