@@ -149,5 +149,21 @@ inline void check_running_update(const at::Tensor& running_mean, const at::Tenso
   TORCH_CHECK(count > 1, "proxyfast: batch_norm_running_update: count must exceed 1, got ", count);
 }
 
+// Calls fn(tag) with a value of the kernels' storage type for a checked dtype (float,
+// double, half or bfloat16): the CPU and CUDA glue instantiate their kernels with it.
+template <typename Fn>
+auto dispatch_storage(at::ScalarType dtype, Fn&& fn) {
+  switch (dtype) {
+    case at::kFloat:
+      return fn(float{});
+    case at::kDouble:
+      return fn(double{});
+    case at::kHalf:
+      return fn(Half16{});
+    default:
+      return fn(BFloat16{});
+  }
+}
+
 }  // namespace mixed_edge
 }  // namespace proxyfast

@@ -205,21 +205,6 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> edge_backward(
   return {grad_x, grad_weights, branch_grads};
 }
 
-// Calls fn(tag) with a value of the kernels' storage type for x's dtype.
-template <typename Fn>
-auto dispatch_storage(at::ScalarType dtype, Fn&& fn) {
-  switch (dtype) {
-    case at::kFloat:
-      return fn(float{});
-    case at::kDouble:
-      return fn(double{});
-    case at::kHalf:
-      return fn(Half16{});
-    default:
-      return fn(BFloat16{});
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> mixed_edge_cpu(const at::Tensor& x, const at::Tensor& weights,
                                                   at::TensorList branches, at::IntArrayRef branch_slots,
                                                   at::IntArrayRef free_slots, int64_t stride,

@@ -506,21 +506,6 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> edge_backward(
   return {grad_x, grad_weights, branch_grads};
 }
 
-// Calls fn(tag) with a value of the kernels' storage type for x's dtype.
-template <typename Fn>
-auto dispatch_storage(at::ScalarType dtype, Fn&& fn) {
-  switch (dtype) {
-    case at::kFloat:
-      return fn(float{});
-    case at::kDouble:
-      return fn(double{});
-    case at::kHalf:
-      return fn(Half16{});
-    default:
-      return fn(BFloat16{});
-  }
-}
-
 void check_channels(const Geometry& g) {
   TORCH_CHECK(g.channels <= 65535, "proxyfast: mixed_edge: at most 65535 channels on CUDA, got ", g.channels);
 }
