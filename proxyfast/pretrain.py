@@ -25,6 +25,7 @@ from .data._iterate import Progress, iterate_batches, to_float_images
 from .data.fingerprint import dataset_fingerprint
 from .forgetting import Forgetting, ForgettingTracker
 from .models import CifarResNet
+from .runtime import resolve_amp, use_channels_last
 from .scoring import input_memory_format
 
 __all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_model", "random_crop_flip", "train"]
@@ -126,8 +127,8 @@ def train(
     crop_padding: int | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
-    amp: bool = False,
-    channels_last: bool = True,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     track_forgetting: bool = False,
@@ -148,9 +149,11 @@ def train(
         seed: seeds the example order and the augmentation of every epoch (the model's
             initial weights are the caller's).
         device: where to train; default the device of the model's parameters.
-        amp: bfloat16 autocast.
+        amp: bfloat16 autocast; None (default): where the device runs bfloat16 natively
+            (:func:`proxyfast.runtime.native_bfloat16`; emulated, it is 10x slower).
         channels_last: convert the model and inputs to channels-last memory order (faster
-            convolutions on CPU and on tensor cores).
+            convolutions on CPU and on tensor cores); None (default): the device's choice
+            (:func:`proxyfast.runtime.use_channels_last`).
         checkpoint: a file written atomically after every epoch; with ``resume`` an
             existing one continues the run (it must be the same run: same model,
             dataset and settings).
@@ -169,7 +172,8 @@ def train(
     say = log or (lambda _: None)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    if channels_last:
+    amp = resolve_amp(amp, device)
+    if use_channels_last(model, device, channels_last):
         model.to(memory_format=torch.channels_last)
     memory_format = input_memory_format(model)
 
