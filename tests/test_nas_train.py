@@ -30,8 +30,6 @@ from proxyfast.nas import (
 from proxyfast.nas.genotypes import ALIASES
 from proxyfast.pretrain import evaluate, save_checkpoint
 
-torch.set_num_threads(1)
-
 
 def torch_seed(rng) -> int:
     return int(rng.integers(2**31))
