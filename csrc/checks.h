@@ -40,4 +40,12 @@ inline void check_sample_args(const at::Tensor& weights, int64_t k, int64_t seed
   TORCH_CHECK(stream >= 0 && stream <= 0xFFFFFFFFll, "proxyfast: stream must fit in 32 bits, got ", stream);
 }
 
+// After the weights have been read: every weight valid, and at least k positive ones.
+// Checked for k = 0 too, so that invalid weights raise whatever k is.
+inline void check_sample_counts(int64_t num_invalid, int64_t num_positive, int64_t k) {
+  TORCH_CHECK(num_invalid == 0, "proxyfast: weights must be finite and non-negative; ", num_invalid, " are not");
+  TORCH_CHECK(k <= num_positive, "proxyfast: k = ", k, " exceeds the number of positive weights (", num_positive,
+              ")");
+}
+
 }  // namespace proxyfast

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile-checks every csrc/cuda/*.cu for sm_90 against the installed torch's headers,
+# Compile-checks every csrc/cuda/*.cu for sm_80 and sm_90 against the installed torch's headers,
 # so the CUDA sources are checked on machines without a GPU or a CUDA build of torch
 # (DESIGN.md section 4). Flags follow torch.utils.cpp_extension's nvcc command line.
 # Run from the repository root; PYTHON picks the interpreter that has torch,
@@ -35,7 +35,8 @@ if [[ ${#torch_flags[@]} -eq 0 ]]; then
 fi
 
 flags=(
-  -std=c++20 -O3 -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -gencode=arch=compute_90,code=sm_90
+  -std=c++20 -O3 -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE
+  -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90
   -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H -Xcompiler -fPIC -Icsrc
   "${torch_flags[@]}"
 )

@@ -42,7 +42,9 @@ constexpr int64_t kNormBatch = 1;
 constexpr int64_t kNormRunning = 2;
 
 // The per-channel statistics array [2 * terms, C] (float64) holds for term t its mean in
-// row 2t and its biased variance in row 2t + 1.
+// row 2t and its biased variance in row 2t + 1. Batch statistics of a channel holding a
+// NaN or an infinite value are NaN, mean and variance alike, on every device (whatever
+// order the values are summed in).
 PF_HOST_DEVICE PF_FORCE_INLINE int64_t mean_row(int t) { return 2 * t; }
 PF_HOST_DEVICE PF_FORCE_INLINE int64_t var_row(int t) { return 2 * t + 1; }
 
@@ -225,14 +227,15 @@ PF_HOST_DEVICE PF_FORCE_INLINE A value_term(A v_scale, A v) {
 
 // Input rows (or columns) i of a pooled dimension are covered by the outputs
 // [first, last] (empty when first > last, which cannot happen for sizes >= 1).
+// Stride is 1 or 2: shifts rather than divisions.
 PF_HOST_DEVICE PF_FORCE_INLINE int64_t first_covering(int64_t i, int64_t stride) {
-  // The smallest p with p * stride + 1 >= i.
-  return i <= 1 ? 0 : (i - 1 + stride - 1) / stride;
+  // The smallest p with p * stride + 1 >= i: i - 1, or ceil((i - 1) / 2) = i / 2.
+  return i <= 1 ? 0 : (stride == 1 ? i - 1 : i >> 1);
 }
 
 PF_HOST_DEVICE PF_FORCE_INLINE int64_t last_covering(int64_t i, int64_t stride, int64_t out_size) {
   // The largest p with p * stride - 1 <= i.
-  const int64_t p = (i + 1) / stride;
+  const int64_t p = stride == 1 ? i + 1 : (i + 1) >> 1;
   return p < out_size - 1 ? p : out_size - 1;
 }
 

@@ -46,6 +46,9 @@ inline Geometry check_edge(const at::Tensor& x, const at::Tensor& weights, at::T
               "proxyfast: mixed_edge: x must be float32, float16, bfloat16 or float64, got ", dtype);
   TORCH_CHECK(x.is_contiguous(), "proxyfast: mixed_edge: x must be contiguous (NCHW)");
   TORCH_CHECK(x.numel() > 0, "proxyfast: mixed_edge: x is empty, shape ", x.sizes());
+  // The pools' argmax is an int32 offset within a plane, on both devices.
+  TORCH_CHECK(x.size(2) * x.size(3) < (int64_t{1} << 31), "proxyfast: mixed_edge: a plane of x (H * W) must hold "
+              "fewer than 2^31 values, got ", x.size(2), " x ", x.size(3));
   TORCH_CHECK(stride == 1 || stride == 2, "proxyfast: mixed_edge: stride must be 1 or 2, got ", stride);
   TORCH_CHECK(weights.dim() == 1 && weights.numel() > 0, "proxyfast: mixed_edge: weights must be a non-empty 1-D "
               "tensor, got shape ", weights.sizes());
@@ -140,9 +143,10 @@ inline void check_running_update(const at::Tensor& running_mean, const at::Tenso
   TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
               "proxyfast: batch_norm_running_update: running_mean and running_var must have one dtype");
   for (const at::Tensor* t : {&mean, &var}) {
-    TORCH_CHECK(t->dim() == 1 && t->numel() == c && t->scalar_type() == at::kDouble && t->is_contiguous(),
+    TORCH_CHECK(t->dim() == 1 && t->numel() == c && t->scalar_type() == at::kDouble && t->is_contiguous() &&
+                    t->device() == mean.device(),
                 "proxyfast: batch_norm_running_update: batch statistics must be contiguous 1-D float64 tensors of ",
-                c, " values");
+                c, " values on one device");
   }
   TORCH_CHECK(std::isfinite(momentum) && momentum >= 0 && momentum <= 1,
               "proxyfast: batch_norm_running_update: momentum must be in [0, 1], got ", momentum);

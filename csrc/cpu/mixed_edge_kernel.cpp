@@ -263,7 +263,8 @@ void merge_channel_moments(const double* moments, int num_terms, const bool* wan
         m2 += m[1] + delta * delta * count * plane_count / total;
         count = total;
       }
-      stats[mean_row(t) * c_count + c] = mean;
+      // A NaN variance (a NaN or inf value) makes the mean NaN too: common/mixed_edge.h.
+      stats[mean_row(t) * c_count + c] = m2 != m2 ? m2 : mean;
       stats[var_row(t) * c_count + c] = m2 / count;
     }
   }

@@ -59,10 +59,7 @@ Candidates gather_candidates(const W* weights, int64_t n, uint64_t seed, uint32_
 template <typename W>
 void sample_into(const W* weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream, int64_t* out) {
   Candidates candidates = gather_candidates(weights, n, seed, stream, clock_threshold(weights, n, k, seed, stream));
-  TORCH_CHECK(candidates.invalid == 0, "proxyfast: weights must be finite and non-negative; ", candidates.invalid,
-              " are not");
-  TORCH_CHECK(k <= candidates.positive, "proxyfast: k = ", k, " exceeds the number of positive weights (",
-              candidates.positive, ")");
+  check_sample_counts(candidates.invalid, candidates.positive, k);
   if (candidates.overflowed || candidates.size < k) {  // the threshold missed: keep every positive weight
     candidates = gather_candidates(weights, n, seed, stream, ClockThreshold{HUGE_VAL, 1.0});
   }

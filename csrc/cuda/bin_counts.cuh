@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "device.h"
+
 namespace proxyfast {
 namespace cuda {
 

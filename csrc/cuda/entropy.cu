@@ -1,17 +1,18 @@
 // CUDA glue and kernels of the entropy and entropy_histogram ops, the twins of
-// cpu/entropy.cpp with the same row math (common/entropy_math.h).
+// cpu/entropy.cpp with the same checks (checks.h) and row math (common/entropy_math.h).
 //
 // A group of threads handles one row: a warp for rows of up to kWarpMaxClasses logits,
 // a block above that. Pass 1 finds the top two logits and whether the row is finite;
 // pass 2 sums the entropy terms relative to them. Each thread keeps the logits it read
 // in pass 1 in registers (kItems of them), so pass 2 reads no memory; only rows longer
 // than kBlockItems * kMaxBlockThreads (64 KB of fp32) are read twice, the second time
-// mostly from L1/L2, which hold the few rows an SM works on at a time.
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
-
+// mostly from L1/L2, which hold the few rows an SM works on at a time. Column-major
+// logits (a transposed [C, N] tensor) take one thread per row instead, so that a warp
+// reads 32 neighbouring rows at once rather than 32 scattered logits of one row.
+//
+// The sums are compensated fp32 (Neumaier's variant of Kahan summation, with the
+// products' rounding errors kept too): about the accuracy of fp64 sums at fp32 speed,
+// which matters on GPUs whose fp64 units run at 1/64 of the fp32 rate.
 #include <algorithm>
 #include <limits>
 
@@ -20,13 +21,12 @@
 #include "../common/half.h"
 #include "../common/histogram_rule.h"
 #include "bin_counts.cuh"
+#include "device.h"
 
 namespace proxyfast {
 namespace cuda {
 namespace {
 
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 // Warp-per-row path: 8 warps per block, up to 32 logits per lane (C <= 1024 covers
 // ImageNet; 8 per lane for C <= 256 keeps registers, hence occupancy, high for small C).
 constexpr int kWarpBlockThreads = 256;
@@ -39,6 +39,7 @@ constexpr int kMinBlockThreads = 128;
 constexpr int kMaxBlockThreads = 1024;
 constexpr int kStreamBlockThreads = 512;
 constexpr int64_t kMaxBlocks = 4096;  // grid cap; rows are grid-strided beyond it
+constexpr int kColumnBlockThreads = 128;  // thread-per-row path
 
 // Pass 1 state of a thread or a group: the top two logits and whether all are finite.
 struct RowTop {
@@ -47,11 +48,49 @@ struct RowTop {
   int finite;
 };
 
+// A sum of fp32 terms as an fp32 value and the rounding error it has shed.
+struct CompensatedSum {
+  float sum;
+  float error;
+};
+
+__device__ __forceinline__ float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);  // never contracted into an FMA: `error` must see this very product
+#else
+  return a * b;
+#endif
+}
+
+// Neumaier's step: the rounding error of sum + x, exactly, whichever is larger.
+__device__ __forceinline__ void add(CompensatedSum& s, float x) {
+  const float t = s.sum + x;
+  s.error += fabsf(s.sum) >= fabsf(x) ? (s.sum - t) + x : (x - t) + s.sum;
+  s.sum = t;
+}
+
+// Adds a * b, keeping the product's rounding error too (exact by an FMA).
+__device__ __forceinline__ void add_product(CompensatedSum& s, float a, float b) {
+  const float p = mul_rn(a, b);
+  s.error += fmaf(a, b, -p);
+  add(s, p);
+}
+
+__device__ __forceinline__ CompensatedSum combine(CompensatedSum a, CompensatedSum b) {
+  add(a, b.sum);
+  a.error += b.error;
+  return a;
+}
+
+__device__ __forceinline__ double total(CompensatedSum s) {
+  return static_cast<double>(s.sum) + static_cast<double>(s.error);
+}
+
 // Pass 2 state: the sums of common/entropy_math.h over logits below the maximum, and
 // the number of logits equal to it.
 struct RowSums {
-  double delta2;
-  double u2;
+  CompensatedSum delta2;
+  CompensatedSum u2;
   long long ties;
 };
 
@@ -73,7 +112,7 @@ __device__ __forceinline__ RowTop combine(RowTop a, RowTop b) {
 }
 
 __device__ __forceinline__ RowSums combine(RowSums a, RowSums b) {
-  return RowSums{a.delta2 + b.delta2, a.u2 + b.u2, a.ties + b.ties};
+  return RowSums{combine(a.delta2, b.delta2), combine(a.u2, b.u2), a.ties + b.ties};
 }
 
 __device__ __forceinline__ RowTop shfl_xor(RowTop v, int mask) {
@@ -81,9 +120,12 @@ __device__ __forceinline__ RowTop shfl_xor(RowTop v, int mask) {
                 __shfl_xor_sync(kFullMask, v.finite, mask)};
 }
 
+__device__ __forceinline__ CompensatedSum shfl_xor(CompensatedSum v, int mask) {
+  return CompensatedSum{__shfl_xor_sync(kFullMask, v.sum, mask), __shfl_xor_sync(kFullMask, v.error, mask)};
+}
+
 __device__ __forceinline__ RowSums shfl_xor(RowSums v, int mask) {
-  return RowSums{__shfl_xor_sync(kFullMask, v.delta2, mask), __shfl_xor_sync(kFullMask, v.u2, mask),
-                 __shfl_xor_sync(kFullMask, v.ties, mask)};
+  return RowSums{shfl_xor(v.delta2, mask), shfl_xor(v.u2, mask), __shfl_xor_sync(kFullMask, v.ties, mask)};
 }
 
 // Butterfly reduction: every lane ends with the same total (combine is commutative).
@@ -119,6 +161,16 @@ struct WarpGroup {
   }
 };
 
+// One thread alone: its reductions are the identity.
+struct ThreadGroup {
+  __device__ int rank() const { return 0; }
+  __device__ int size() const { return 1; }
+  template <typename V>
+  __device__ V allreduce(V v) const {
+    return v;
+  }
+};
+
 struct BlockGroup {
   RowTop* top_slots;
   RowSums* sum_slots;
@@ -142,10 +194,10 @@ __device__ __forceinline__ RowTop push(RowTop t, float x) {
 // the maximum (in a finite row, x >= m1 means x == m1).
 __device__ __forceinline__ void accumulate(RowSums& sums, float x, float m1, float m2) {
   if (x < m1) {
-    const float d = x - m2;
-    const float t = expf(fmaxf(fminf(d, 0.0f), kEntropyExpFloor));
-    sums.delta2 += t;
-    sums.u2 += static_cast<double>(t) * static_cast<double>(-d);
+    const float d = fmaxf(fminf(x - m2, 0.0f), kEntropyExpFloor);  // as on the CPU: x - m2 may overflow
+    const float t = expf(d);
+    add(sums.delta2, t);
+    add_product(sums.u2, t, -d);
   } else {
     sums.ties += 1;
   }
@@ -178,7 +230,7 @@ __device__ EntropyResult row_entropy(const T* __restrict__ row, int64_t num_clas
   top = group.allreduce(top);
   if (!top.finite) return entropy_nan();
 
-  RowSums sums{0.0, 0.0, 0};
+  RowSums sums{{0.0f, 0.0f}, {0.0f, 0.0f}, 0};
   if constexpr (kItems > 0) {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
@@ -189,7 +241,7 @@ __device__ EntropyResult row_entropy(const T* __restrict__ row, int64_t num_clas
     for (int64_t j = rank; j < num_classes; j += size) accumulate(sums, load_logit(row, j, col_stride), top.m1, top.m2);
   }
   sums = group.allreduce(sums);
-  return entropy_from_sums(top.m1, top.m2, sums.delta2, sums.u2, sums.ties);
+  return entropy_from_sums(top.m1, top.m2, total(sums.delta2), total(sums.u2), sums.ties);
 }
 
 // Writes row r's outputs; called by one thread per row.
@@ -209,7 +261,7 @@ __global__ void __launch_bounds__(kWarpBlockThreads)
     entropy_warp_kernel(const T* __restrict__ logits, int64_t num_rows, int64_t num_classes, int64_t row_stride,
                         int64_t col_stride, float* __restrict__ entropy, float* __restrict__ log10_entropy,
                         BinParams bins) {
-  extern __shared__ unsigned int shared_counts[];
+  unsigned int* shared_counts = dynamic_shared<unsigned int>();
   zero_shared_counts(shared_counts, bins.shared_bins);
   const int64_t warps_per_block = blockDim.x / kWarpSize;
   const int64_t first = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
@@ -229,12 +281,28 @@ __global__ void __launch_bounds__(kMaxBlockThreads)
                          BinParams bins) {
   __shared__ RowTop top_slots[kMaxBlockThreads / kWarpSize];
   __shared__ RowSums sum_slots[kMaxBlockThreads / kWarpSize];
-  extern __shared__ unsigned int shared_counts[];
+  unsigned int* shared_counts = dynamic_shared<unsigned int>();
   zero_shared_counts(shared_counts, bins.shared_bins);
   const BlockGroup group{top_slots, sum_slots};
   for (int64_t r = blockIdx.x; r < num_rows; r += gridDim.x) {
     const EntropyResult result = row_entropy<kItems>(logits + r * row_stride, num_classes, col_stride, group);
     if (threadIdx.x == 0) store_row(r, result, entropy, log10_entropy, bins, shared_counts);
+  }
+  flush_shared_counts(shared_counts, bins.shared_bins, bins.counts);
+}
+
+// Column-major logits: one thread per row, neighbouring threads on neighbouring rows.
+template <typename T>
+__global__ void __launch_bounds__(kColumnBlockThreads)
+    entropy_column_kernel(const T* __restrict__ logits, int64_t num_rows, int64_t num_classes, int64_t row_stride,
+                          int64_t col_stride, float* __restrict__ entropy, float* __restrict__ log10_entropy,
+                          BinParams bins) {
+  unsigned int* shared_counts = dynamic_shared<unsigned int>();
+  zero_shared_counts(shared_counts, bins.shared_bins);
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < num_rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const EntropyResult result = row_entropy<0>(logits + r * row_stride, num_classes, col_stride, ThreadGroup{});
+    store_row(r, result, entropy, log10_entropy, bins, shared_counts);
   }
   flush_shared_counts(shared_counts, bins.shared_bins, bins.counts);
 }
@@ -250,14 +318,18 @@ void launch_entropy(const at::Tensor& logits, float* entropy, float* log10_entro
   const T* data = reinterpret_cast<const T*>(logits.const_data_ptr());
   const size_t shared_bytes = static_cast<size_t>(bins.shared_bins) * sizeof(unsigned int);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (c <= kWarpMaxClasses) {
+  if (row_stride == 1 && col_stride != 1 && n > 1) {
+    const auto blocks = static_cast<unsigned int>(std::min(ceil_div(n, kColumnBlockThreads), kMaxBlocks));
+    launch(entropy_column_kernel<T>, blocks, kColumnBlockThreads, shared_bytes, stream, data, n, c, row_stride,
+           col_stride, entropy, log10_entropy, bins);
+  } else if (c <= kWarpMaxClasses) {
     const auto blocks = static_cast<unsigned int>(std::min(ceil_div(n, kWarpBlockThreads / kWarpSize), kMaxBlocks));
     if (c <= kWarpSmallClasses) {
-      entropy_warp_kernel<kWarpSmallClasses / kWarpSize, T><<<blocks, kWarpBlockThreads, shared_bytes, stream>>>(
-          data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
+      launch(entropy_warp_kernel<kWarpSmallClasses / kWarpSize, T>, blocks, kWarpBlockThreads, shared_bytes, stream,
+             data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
     } else {
-      entropy_warp_kernel<kWarpMaxClasses / kWarpSize, T><<<blocks, kWarpBlockThreads, shared_bytes, stream>>>(
-          data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
+      launch(entropy_warp_kernel<kWarpMaxClasses / kWarpSize, T>, blocks, kWarpBlockThreads, shared_bytes, stream,
+             data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
     }
   } else {
     const auto blocks = static_cast<unsigned int>(std::min(n, kMaxBlocks));
@@ -265,11 +337,11 @@ void launch_entropy(const at::Tensor& logits, float* entropy, float* log10_entro
       // Just enough whole warps for kBlockItems logits per thread.
       const auto threads = static_cast<unsigned int>(
           std::max<int64_t>(kMinBlockThreads, ceil_div(ceil_div(c, kBlockItems), kWarpSize) * kWarpSize));
-      entropy_block_kernel<kBlockItems, T><<<blocks, threads, shared_bytes, stream>>>(
-          data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
+      launch(entropy_block_kernel<kBlockItems, T>, blocks, threads, shared_bytes, stream, data, n, c, row_stride,
+             col_stride, entropy, log10_entropy, bins);
     } else {
-      entropy_block_kernel<0, T><<<blocks, kStreamBlockThreads, shared_bytes, stream>>>(
-          data, n, c, row_stride, col_stride, entropy, log10_entropy, bins);
+      launch(entropy_block_kernel<0, T>, blocks, kStreamBlockThreads, shared_bytes, stream, data, n, c, row_stride,
+             col_stride, entropy, log10_entropy, bins);
     }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -329,7 +401,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> entropy_histogram_cud
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CUDA, m) {
+PF_CUDA_LIBRARY_IMPL(m) {
   m.impl("entropy", &entropy_cuda);
   m.impl("entropy_histogram", &entropy_histogram_cuda);
 }

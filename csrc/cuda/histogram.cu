@@ -1,14 +1,10 @@
 // CUDA glue and kernel of the histogram_bins op, the twin of cpu/histogram.cpp.
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
-
 #include <algorithm>
 
 #include "../checks.h"
 #include "../common/histogram_rule.h"
 #include "bin_counts.cuh"
+#include "device.h"
 
 namespace proxyfast {
 namespace cuda {
@@ -21,7 +17,7 @@ __global__ void __launch_bounds__(kThreads)
     histogram_kernel(const float* __restrict__ values, int64_t n, int64_t stride, double lo, double width,
                      double top, int32_t n_bins, int32_t shared_bins, int32_t* __restrict__ bin_ids,
                      unsigned long long* __restrict__ counts) {
-  extern __shared__ unsigned int shared_counts[];
+  unsigned int* shared_counts = dynamic_shared<unsigned int>();
   zero_shared_counts(shared_counts, shared_bins);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -46,16 +42,17 @@ std::tuple<at::Tensor, at::Tensor> histogram_bins_cuda(const at::Tensor& values,
   const size_t shared_bytes = static_cast<size_t>(shared_bins) * sizeof(unsigned int);
   const int64_t blocks = std::min((n + kThreads - 1) / kThreads, kMaxBlocks);
   // int64 counts updated through unsigned 64-bit atomics: the same bits for counts < 2^63.
-  histogram_kernel<<<static_cast<unsigned int>(blocks), kThreads, shared_bytes, c10::cuda::getCurrentCUDAStream()>>>(
-      values.const_data_ptr<float>(), n, values.stride(0), lo, bin_width, top, bins32, shared_bins,
-      bin_ids.mutable_data_ptr<int32_t>(), reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>()));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  launch(histogram_kernel, static_cast<unsigned int>(blocks), kThreads, shared_bytes, stream,
+         values.const_data_ptr<float>(), n, values.stride(0), lo, bin_width, top, bins32, shared_bins,
+         bin_ids.mutable_data_ptr<int32_t>(), reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {bin_ids, counts};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CUDA, m) { m.impl("histogram_bins", &histogram_bins_cuda); }
+PF_CUDA_LIBRARY_IMPL(m) { m.impl("histogram_bins", &histogram_bins_cuda); }
 
 }  // namespace cuda
 }  // namespace proxyfast

@@ -1,31 +1,33 @@
 // CUDA glue and kernels of the fused mixed-op edge (mixed_edge, mixed_edge_backward) and of
 // the batch-norm running-statistics update: the twins of cpu/mixed_edge.cpp, with the
-// same pooling and batch-norm arithmetic (common/mixed_edge.h).
+// same argument checks (common/mixed_edge_checks.h) and the same pooling and batch-norm
+// arithmetic (common/mixed_edge.h).
 //
-// Forward, three launches: per-channel partial sums of the values of every term that
-// normalises with batch statistics (training only), one thread per channel turning them
-// into the statistics and the output's per-channel coefficients, and one thread per
-// output value for the weighted sum, the pools computed from x on the fly (L1 serves the
-// overlapping 3x3 windows). Backward, three or four launches: per-channel partial sums
-// of the gradient terms, one block turning them into the weight gradients and each
-// term's per-channel gradient coefficients, one thread per input value gathering its
-// gradient from the windows that cover it (which keeps the max pool's scatter free of
-// atomics), and one thread per output value for the branch gradients. Partial sums are
-// combined in a fixed order: the results do not depend on scheduling.
+// Forward: per-channel partial sums of the values of the terms that normalise with batch
+// statistics (training only; one launch per group of up to kStatGroup such terms, each
+// reading only its own inputs), one thread per channel turning them into the statistics
+// and the output's per-channel coefficients, and one thread per output value for the
+// weighted sum, the pools computed from x on the fly (L1 serves the overlapping 3x3
+// windows). Backward: per-channel partial sums of the gradient terms, one block turning
+// them into the weight gradients and each term's per-channel gradient coefficients, one
+// thread per output window for what each pool's window passes back (to its maximum, and
+// to each of its taps), one thread per input value gathering that from the windows that
+// cover it (which keeps the max pool's scatter free of atomics), and one thread per
+// output value for the branch gradients. Partial sums are combined in a fixed order: the
+// results do not depend on scheduling. Flat indices are split with FastDivmod rather
+// than 64-bit divisions. Channels are looped over in gridDim.y steps: any channel count.
 #include <ATen/Dispatch.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
 #include <optional>
 #include <vector>
 
+#include "../common/fast_divmod.h"
 #include "../common/half.h"
 #include "../common/mixed_edge.h"
 #include "../common/mixed_edge_checks.h"
+#include "device.h"
 
 namespace proxyfast {
 namespace cuda {
@@ -34,8 +36,6 @@ namespace {
 using namespace mixed_edge;
 
 constexpr int kThreads = 256;
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 // Values of one channel each thread of a reduction handles, at most; the blocks per
 // channel follow from it (capped, so that the coefficient pass stays short).
 constexpr int64_t kValuesPerThread = 16;
@@ -43,6 +43,9 @@ constexpr int64_t kMaxBlocksPerChannel = 128;
 constexpr int64_t kMaxGridBlocks = int64_t{1} << 20;  // element-wise grids are grid-strided beyond it
 // Forward partial sums: per term, its values less a pivot and their squares.
 constexpr int kStatSums = 2 * kMaxTerms;
+// Terms whose batch statistics one launch gathers: few enough to keep the sums in
+// registers at full occupancy.
+constexpr int kStatGroup = 4;
 // Backward partial sums: g, g * x (skip), then per term g * (value - its mean).
 constexpr int kSumGrad = 0;
 constexpr int kSumGradSkip = 1;
@@ -60,14 +63,60 @@ struct Edge {
   int slot[kMaxTerms];    // weight slot of each term, -1 for an absent pool
   int mode[kMaxTerms];    // kNormNone, kNormBatch or kNormRunning
   double eps[kMaxTerms];
+  // Divisors of the flat indices.
+  FastDivmod out_size;    // out_height * out_width
+  FastDivmod out_width;
+  FastDivmod plane_size;  // height * width
+  FastDivmod width;
+  FastDivmod channels;
 
   __host__ __device__ int num_terms() const { return kTermBranch0 + num_branches; }
   __host__ __device__ bool has_pools() const { return slot[kTermMax] >= 0 || slot[kTermAvg] >= 0; }
 };
 
+// A position in the output: its plane (n * C + c), channel, row and column.
+struct OutputAt {
+  int64_t plane;
+  int64_t channel;
+  int64_t p;
+  int64_t q;
+};
+
+template <typename T>
+__device__ __forceinline__ OutputAt output_at(const Edge<T>& edge, int64_t e) {
+  uint64_t plane, rem, p, q, n, c;
+  edge.out_size.divmod(static_cast<uint64_t>(e), plane, rem);
+  edge.out_width.divmod(rem, p, q);
+  edge.channels.divmod(plane, n, c);
+  return OutputAt{static_cast<int64_t>(plane), static_cast<int64_t>(c), static_cast<int64_t>(p),
+                  static_cast<int64_t>(q)};
+}
+
+// Value e of channel c in batch-statistics order (n, then the output plane).
+template <typename T>
+__device__ __forceinline__ OutputAt channel_value_at(const Edge<T>& edge, int64_t c, int64_t e) {
+  uint64_t n, rem, p, q;
+  edge.out_size.divmod(static_cast<uint64_t>(e), n, rem);
+  edge.out_width.divmod(rem, p, q);
+  return OutputAt{static_cast<int64_t>(n) * edge.g.channels + c, c, static_cast<int64_t>(p),
+                  static_cast<int64_t>(q)};
+}
+
+template <typename T>
+__device__ __forceinline__ int64_t output_index(const Edge<T>& edge, const OutputAt& at) {
+  return (at.plane * edge.g.out_height + at.p) * edge.g.out_width + at.q;
+}
+
 template <typename T>
 struct BranchGrads {
   T* data[kMaxBranches];
+};
+
+// The terms one term_stats launch gathers statistics for.
+struct StatGroup {
+  int terms[kStatGroup];
+  int count;
+  bool pools;  // one of them is a pool
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -78,6 +127,11 @@ int64_t blocks_per_channel(const Geometry& g) {
   return std::clamp<int64_t>(ceil_div(g.stat_count(), kThreads * kValuesPerThread), 1, kMaxBlocksPerChannel);
 }
 
+// A grid of `blocks` blocks per channel, the channels looped over in gridDim.y steps.
+dim3 channel_grid(int64_t blocks, int64_t channels) {
+  return dim3(static_cast<unsigned int>(blocks), static_cast<unsigned int>(std::min<int64_t>(channels, kMaxGridY)));
+}
+
 __device__ __forceinline__ double warp_sum(double v) {
 #pragma unroll
   for (int mask = kWarpSize / 2; mask > 0; mask /= 2) v += __shfl_xor_sync(kFullMask, v, mask);
@@ -85,7 +139,8 @@ __device__ __forceinline__ double warp_sum(double v) {
 }
 
 // Sums each of v[0..N) over the block; thread 0 ends with the totals. `shared` holds
-// N * kWarpSize doubles. Every thread of the block must call it.
+// N * kWarpSize doubles. Every thread of the block must call it; it may be called again
+// right after (the trailing barrier).
 template <int N>
 __device__ void block_sum(double (&v)[N], double* shared) {
   const int lane = threadIdx.x % kWarpSize;
@@ -101,66 +156,92 @@ __device__ void block_sum(double (&v)[N], double* shared) {
 #pragma unroll
     for (int k = 0; k < N; ++k) v[k] = warp_sum(lane < num_warps ? shared[k * kWarpSize + lane] : 0.0);
   }
+  __syncthreads();
 }
 
 template <typename A, typename T>
-__device__ __forceinline__ Pooled<A> pool_at(const T* plane, const Geometry& g, int64_t p, int64_t q) {
-  return pool3x3<A>(plane, g.width, window_taps(p, g.stride, g.height), window_taps(q, g.stride, g.width));
-}
-
-// The values of every term at output index `index` (plane `plane`, offset `rem` in it);
-// pools only when `pools`.
-template <typename A, typename T>
-__device__ __forceinline__ void term_values(const Edge<T>& edge, int64_t plane, int64_t rem, bool pools,
-                                            A (&v)[kMaxTerms]) {
+__device__ __forceinline__ Pooled<A> pool_at(const Edge<T>& edge, const OutputAt& at) {
   const Geometry& g = edge.g;
+  return pool3x3<A>(edge.x + at.plane * g.plane_size(), g.width, window_taps(at.p, g.stride, g.height),
+                    window_taps(at.q, g.stride, g.width));
+}
+
+// The values of every term at an output position; pools only when `pools`.
+template <typename A, typename T>
+__device__ __forceinline__ void term_values(const Edge<T>& edge, const OutputAt& at, bool pools,
+                                            A (&v)[kMaxTerms]) {
   if (pools) {
-    const Pooled<A> pooled =
-        pool_at<A>(edge.x + plane * g.plane_size(), g, rem / g.out_width, rem % g.out_width);
+    const Pooled<A> pooled = pool_at<A>(edge, at);
     v[kTermMax] = pooled.max;
     v[kTermAvg] = pooled.avg;
   }
-  const int64_t index = plane * g.out_plane_size() + rem;
+  const int64_t index = output_index(edge, at);
 #pragma unroll
   for (int b = 0; b < kMaxBranches; ++b) {
     if (b < edge.num_branches) v[kTermBranch0 + b] = static_cast<A>(widen(edge.branches[b][index]));
   }
 }
 
-// Forward, training: per (channel, block) sums over the values of each term that
-// normalises with batch statistics, less a pivot (the channel's first value, which
-// keeps the variance free of cancellation), and of their squares.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) term_stats_kernel(Edge<T> edge, double* partial) {
-  using A = acc_t<T>;
-  __shared__ double shared[kStatSums * kWarpSize];
-  const Geometry& g = edge.g;
-  const int64_t c = blockIdx.y;
-  const bool pools = edge.mode[kTermMax] == kNormBatch || edge.mode[kTermAvg] == kNormBatch;
-  A pivot[kMaxTerms] = {};
-  term_values(edge, c, 0, pools, pivot);
-  double sums[kStatSums];
+// The values of a group's terms at an output position.
+template <typename A, typename T>
+__device__ __forceinline__ void group_values(const Edge<T>& edge, const StatGroup& group, const OutputAt& at,
+                                             A (&v)[kStatGroup]) {
+  Pooled<A> pooled{A(0), A(0), 0};
+  if (group.pools) pooled = pool_at<A>(edge, at);
+  const int64_t index = output_index(edge, at);
 #pragma unroll
-  for (int k = 0; k < kStatSums; ++k) sums[k] = 0.0;
-  const int64_t out_size = g.out_plane_size();
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.stat_count();
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = e / out_size;
-    A v[kMaxTerms] = {};
-    term_values(edge, n * g.channels + c, e - n * out_size, pools, v);
-#pragma unroll
-    for (int t = 0; t < kMaxTerms; ++t) {
-      if (edge.mode[t] == kNormBatch) {
-        const double d = static_cast<double>(v[t]) - static_cast<double>(pivot[t]);
-        sums[2 * t] += d;
-        sums[2 * t + 1] += d * d;
-      }
+  for (int k = 0; k < kStatGroup; ++k) {
+    if (k < group.count) {
+      const int t = group.terms[k];
+      v[k] = t == kTermMax   ? pooled.max
+             : t == kTermAvg ? pooled.avg
+                             : static_cast<A>(widen(edge.branches[t - kTermBranch0][index]));
     }
   }
-  block_sum(sums, shared);
-  if (threadIdx.x == 0) {
-    double* out = partial + (c * gridDim.x + blockIdx.x) * kStatSums;
-    for (int k = 0; k < kStatSums; ++k) out[k] = sums[k];
+}
+
+// Term t's first value in channel c: the pivot its batch statistics are gathered around.
+template <typename A, typename T>
+__device__ __forceinline__ A pivot_value(const Edge<T>& edge, int t, int64_t c) {
+  const StatGroup one{{t, 0, 0, 0}, 1, t < kTermBranch0};
+  A v[kStatGroup] = {};
+  group_values(edge, one, OutputAt{c, c, 0, 0}, v);
+  return v[0];
+}
+
+// Forward, training: per (channel, block) sums over the values of each term of `group`,
+// less a pivot (the channel's first value, which keeps the variance free of
+// cancellation), and of their squares, into that term's slots of `partial`.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) term_stats_kernel(Edge<T> edge, StatGroup group, double* partial) {
+  using A = acc_t<T>;
+  __shared__ double shared[2 * kStatGroup * kWarpSize];
+  const Geometry& g = edge.g;
+  for (int64_t c = blockIdx.y; c < g.channels; c += gridDim.y) {
+    A pivot[kStatGroup] = {};
+    group_values(edge, group, OutputAt{c, c, 0, 0}, pivot);
+    double sums[2 * kStatGroup];
+#pragma unroll
+    for (int k = 0; k < 2 * kStatGroup; ++k) sums[k] = 0.0;
+    for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.stat_count();
+         e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      A v[kStatGroup] = {};
+      group_values(edge, group, channel_value_at(edge, c, e), v);
+#pragma unroll
+      for (int k = 0; k < kStatGroup; ++k) {
+        const double d = static_cast<double>(v[k]) - static_cast<double>(pivot[k]);
+        sums[2 * k] += d;
+        sums[2 * k + 1] += d * d;
+      }
+    }
+    block_sum(sums, shared);
+    if (threadIdx.x == 0) {
+      double* out = partial + (c * gridDim.x + blockIdx.x) * kStatSums;
+      for (int k = 0; k < group.count; ++k) {
+        out[2 * group.terms[k]] = sums[2 * k];
+        out[2 * group.terms[k] + 1] = sums[2 * k + 1];
+      }
+    }
   }
 }
 
@@ -176,9 +257,6 @@ __global__ void forward_coefficients_kernel(Edge<T> edge, const acc_t<T>* weight
   const int64_t c_count = g.channels;
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c >= c_count) return;
-  const bool pools = edge.mode[kTermMax] == kNormBatch || edge.mode[kTermAvg] == kNormBatch;
-  A pivot[kMaxTerms] = {};
-  term_values(edge, c, 0, pools, pivot);
   const double count = static_cast<double>(g.stat_count());
   double total_shift = 0.0;
   for (int t = 0; t < edge.num_terms(); ++t) {
@@ -190,8 +268,12 @@ __global__ void forward_coefficients_kernel(Edge<T> edge, const acc_t<T>* weight
         sum_squares += partial[(c * blocks + b) * kStatSums + 2 * t + 1];
       }
       const double shifted_mean = sum / count;
-      mean = static_cast<double>(pivot[t]) + shifted_mean;
-      var = fmax(sum_squares / count - shifted_mean * shifted_mean, 0.0);
+      mean = static_cast<double>(pivot_value<A>(edge, t, c)) + shifted_mean;
+      // Rounding can leave a tiny negative variance. A NaN one (a NaN or inf value)
+      // stays NaN, and so does the mean then: common/mixed_edge.h.
+      const double v = sum_squares / count - shifted_mean * shifted_mean;
+      var = v < 0.0 ? 0.0 : v;
+      mean = var != var ? var : mean;
     } else if (edge.mode[t] == kNormRunning) {
       mean = running[mean_row(t) * c_count + c];
       var = running[var_row(t) * c_count + c];
@@ -216,16 +298,15 @@ __global__ void __launch_bounds__(kThreads)
                         T* out) {
   using A = acc_t<T>;
   const Geometry& g = edge.g;
-  const int64_t out_size = g.out_plane_size();
-  const int64_t total = g.planes() * out_size;
+  const int64_t total = g.planes() * g.out_plane_size();
   const bool pools = edge.has_pools();
   const A skip_weight = edge.skip_slot >= 0 ? weights[edge.skip_slot] : A(0);
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t plane = e / out_size;
-    const int64_t c = plane % g.channels;
+    const OutputAt at = output_at(edge, e);
+    const int64_t c = at.channel;
     A v[kMaxTerms] = {};
-    term_values(edge, plane, e - plane * out_size, pools, v);
+    term_values(edge, at, pools, v);
     A acc = shift[c];
 #pragma unroll
     for (int t = 0; t < kMaxTerms; ++t) {
@@ -243,37 +324,35 @@ __global__ void __launch_bounds__(kThreads)
   using A = acc_t<T>;
   __shared__ double shared[kMaxSums * kWarpSize];
   const Geometry& g = edge.g;
-  const int64_t c = blockIdx.y;
-  const int64_t out_size = g.out_plane_size();
   const bool pools = edge.has_pools();
-  A centre[kMaxTerms];
-#pragma unroll
-  for (int t = 0; t < kMaxTerms; ++t) {
-    centre[t] = t < edge.num_terms() ? static_cast<A>(stats[mean_row(t) * g.channels + c]) : A(0);
-  }
-  double sums[kMaxSums];
-#pragma unroll
-  for (int k = 0; k < kMaxSums; ++k) sums[k] = 0.0;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.stat_count();
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = e / out_size;
-    const int64_t plane = n * g.channels + c;
-    const int64_t rem = e - n * out_size;
-    const int64_t index = plane * out_size + rem;
-    const A gv = static_cast<A>(widen(grad[index]));
-    A v[kMaxTerms] = {};
-    term_values(edge, plane, rem, pools, v);
-    sums[kSumGrad] += gv;
+  for (int64_t c = blockIdx.y; c < g.channels; c += gridDim.y) {
+    A centre[kMaxTerms];
 #pragma unroll
     for (int t = 0; t < kMaxTerms; ++t) {
-      if (t < edge.num_terms() && edge.slot[t] >= 0) sums[kSumTerm0 + t] += gv * (v[t] - centre[t]);
+      centre[t] = t < edge.num_terms() ? static_cast<A>(stats[mean_row(t) * g.channels + c]) : A(0);
     }
-    if (edge.skip_slot >= 0) sums[kSumGradSkip] += gv * static_cast<A>(widen(edge.x[index]));  // stride 1
-  }
-  block_sum(sums, shared);
-  if (threadIdx.x == 0) {
-    double* out = partial + (c * gridDim.x + blockIdx.x) * kMaxSums;
-    for (int k = 0; k < kMaxSums; ++k) out[k] = sums[k];
+    double sums[kMaxSums];
+#pragma unroll
+    for (int k = 0; k < kMaxSums; ++k) sums[k] = 0.0;
+    for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < g.stat_count();
+         e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const OutputAt at = channel_value_at(edge, c, e);
+      const int64_t index = output_index(edge, at);
+      const A gv = static_cast<A>(widen(grad[index]));
+      A v[kMaxTerms] = {};
+      term_values(edge, at, pools, v);
+      sums[kSumGrad] += gv;
+#pragma unroll
+      for (int t = 0; t < kMaxTerms; ++t) {
+        if (t < edge.num_terms() && edge.slot[t] >= 0) sums[kSumTerm0 + t] += gv * (v[t] - centre[t]);
+      }
+      if (edge.skip_slot >= 0) sums[kSumGradSkip] += gv * static_cast<A>(widen(edge.x[index]));  // stride 1
+    }
+    block_sum(sums, shared);
+    if (threadIdx.x == 0) {
+      double* out = partial + (c * gridDim.x + blockIdx.x) * kMaxSums;
+      for (int k = 0; k < kMaxSums; ++k) out[k] = sums[k];
+    }
   }
 }
 
@@ -323,48 +402,74 @@ __global__ void backward_coefficients_kernel(Edge<T> edge, const acc_t<T>* weigh
   }
 }
 
-// Backward, gradient of x: one thread per input value gathers skip's gradient and that
-// of every pooling window covering it (the max window's only where it is the window's
-// first maximum, as in PyTorch).
+// What each pool's window passes back, computed once per window.
+template <typename A>
+struct WindowGrads {
+  A* max_share;     // to the window's maximum
+  int32_t* max_at;  // its plane offset (the first maximum, as in PyTorch)
+  A* avg_share;     // to each of its valid taps
+};
+
+// Backward, one thread per output window of the pools.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    backward_input_kernel(Edge<T> edge, const acc_t<T>* weights, const T* grad, const acc_t<T>* coefficients,
+    window_grads_kernel(Edge<T> edge, const T* grad, const acc_t<T>* coefficients, WindowGrads<acc_t<T>> out) {
+  using A = acc_t<T>;
+  const Geometry& g = edge.g;
+  const int64_t total = g.planes() * g.out_plane_size();
+  const int64_t c_count = g.channels;
+  const bool has_max = edge.slot[kTermMax] >= 0, has_avg = edge.slot[kTermAvg] >= 0;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const OutputAt at = output_at(edge, e);
+    auto coefficient = [&](int t, int k) { return coefficients[(3 * t + k) * c_count + at.channel]; };
+    const Taps rows = window_taps(at.p, g.stride, g.height);
+    const Taps cols = window_taps(at.q, g.stride, g.width);
+    const Pooled<A> v = pool3x3<A>(edge.x + at.plane * g.plane_size(), g.width, rows, cols);
+    const A gv = static_cast<A>(widen(grad[e]));
+    if (has_max) {
+      out.max_share[e] = coefficient(kTermMax, 0) * gv + coefficient(kTermMax, 2) +
+                         value_term(coefficient(kTermMax, 1), v.max);
+      out.max_at[e] = static_cast<int32_t>(v.argmax);
+    }
+    if (has_avg) {
+      const A taps = static_cast<A>(valid_taps(rows) * valid_taps(cols));
+      out.avg_share[e] =
+          (coefficient(kTermAvg, 0) * gv + coefficient(kTermAvg, 2) + value_term(coefficient(kTermAvg, 1), v.avg)) /
+          taps;
+    }
+  }
+}
+
+// Backward, gradient of x: one thread per input value gathers skip's gradient and the
+// shares of every pooling window covering it (the max window's only where it is the
+// window's maximum).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    backward_input_kernel(Edge<T> edge, const acc_t<T>* weights, const T* grad, WindowGrads<acc_t<T>> windows,
                           T* grad_x) {
   using A = acc_t<T>;
   const Geometry& g = edge.g;
-  const int64_t plane_size = g.plane_size();
-  const int64_t total = g.planes() * plane_size;
+  const int64_t total = g.planes() * g.plane_size();
   const bool has_max = edge.slot[kTermMax] >= 0, has_avg = edge.slot[kTermAvg] >= 0;
-  const int64_t c_count = g.channels;
   const A skip_weight = edge.skip_slot >= 0 ? weights[edge.skip_slot] : A(0);
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     A acc = 0;
     if (edge.skip_slot >= 0) acc = skip_weight * static_cast<A>(widen(grad[e]));  // stride 1: same index
     if (has_max || has_avg) {
-      const int64_t plane = e / plane_size;
-      const int64_t offset = e - plane * plane_size;
-      const int64_t i = offset / g.width;
-      const int64_t j = offset - i * g.width;
-      const int64_t c = plane % c_count;
-      const T* x_plane = edge.x + plane * plane_size;
-      const T* grad_plane = grad + plane * g.out_plane_size();
-      auto coefficient = [&](int t, int k) { return coefficients[(3 * t + k) * c_count + c]; };
-      const A max_g = coefficient(kTermMax, 0), max_v = coefficient(kTermMax, 1), max_s = coefficient(kTermMax, 2);
-      const A avg_g = coefficient(kTermAvg, 0), avg_v = coefficient(kTermAvg, 1), avg_s = coefficient(kTermAvg, 2);
-      const int64_t p_last = last_covering(i, g.stride, g.out_height);
-      const int64_t q_last = last_covering(j, g.stride, g.out_width);
-      for (int64_t p = first_covering(i, g.stride); p <= p_last; ++p) {
-        const Taps rows = window_taps(p, g.stride, g.height);
-        for (int64_t q = first_covering(j, g.stride); q <= q_last; ++q) {
-          const Taps cols = window_taps(q, g.stride, g.width);
-          const Pooled<A> v = pool3x3<A>(x_plane, g.width, rows, cols);
-          const A gv = static_cast<A>(widen(grad_plane[p * g.out_width + q]));
-          if (has_max && v.argmax == offset) acc += max_g * gv + max_s + value_term(max_v, v.max);
-          if (has_avg) {
-            const A taps = static_cast<A>(valid_taps(rows) * valid_taps(cols));
-            acc += (avg_g * gv + avg_s + value_term(avg_v, v.avg)) / taps;
-          }
+      uint64_t plane, offset, i, j;
+      edge.plane_size.divmod(static_cast<uint64_t>(e), plane, offset);
+      edge.width.divmod(offset, i, j);
+      const int64_t window0 = static_cast<int64_t>(plane) * g.out_plane_size();
+      const int64_t p_last = last_covering(static_cast<int64_t>(i), g.stride, g.out_height);
+      const int64_t q_first = first_covering(static_cast<int64_t>(j), g.stride);
+      const int64_t q_last = last_covering(static_cast<int64_t>(j), g.stride, g.out_width);
+      for (int64_t p = first_covering(static_cast<int64_t>(i), g.stride); p <= p_last; ++p) {
+        for (int64_t q = q_first; q <= q_last; ++q) {
+          const int64_t w = window0 + p * g.out_width + q;
+          if (has_max && windows.max_at[w] == static_cast<int32_t>(offset)) acc += windows.max_share[w];
+          if (has_avg) acc += windows.avg_share[w];
         }
       }
     }
@@ -378,11 +483,12 @@ __global__ void __launch_bounds__(kThreads)
     branch_grads_kernel(Edge<T> edge, const T* grad, const acc_t<T>* coefficients, BranchGrads<T> branch_grads) {
   using A = acc_t<T>;
   const Geometry& g = edge.g;
-  const int64_t out_size = g.out_plane_size();
-  const int64_t total = g.planes() * out_size;
+  const int64_t total = g.planes() * g.out_plane_size();
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c = (e / out_size) % g.channels;
+    uint64_t plane, n, c;
+    plane = edge.out_size.div(static_cast<uint64_t>(e));
+    edge.channels.divmod(plane, n, c);
     const A gv = static_cast<A>(widen(grad[e]));
 #pragma unroll
     for (int b = 0; b < kMaxBranches; ++b) {
@@ -417,7 +523,26 @@ Edge<T> make_edge(const Geometry& g, const at::Tensor& x, at::TensorList branche
     edge.eps[t] = term ? eps[t] : 0.0;
     if (!term) edge.slot[t] = -1;
   }
+  edge.out_size = FastDivmod::make(static_cast<uint64_t>(g.out_plane_size()));
+  edge.out_width = FastDivmod::make(static_cast<uint64_t>(g.out_width));
+  edge.plane_size = FastDivmod::make(static_cast<uint64_t>(g.plane_size()));
+  edge.width = FastDivmod::make(static_cast<uint64_t>(g.width));
+  edge.channels = FastDivmod::make(static_cast<uint64_t>(g.channels));
   return edge;
+}
+
+// The terms normalised with batch statistics, in groups of up to kStatGroup.
+template <typename T>
+std::vector<StatGroup> stat_groups(const Edge<T>& edge) {
+  std::vector<StatGroup> groups;
+  for (int t = 0; t < edge.num_terms(); ++t) {
+    if (edge.mode[t] != kNormBatch) continue;
+    if (groups.empty() || groups.back().count == kStatGroup) groups.push_back(StatGroup{{0, 0, 0, 0}, 0, false});
+    StatGroup& group = groups.back();
+    group.terms[group.count++] = t;
+    group.pools = group.pools || t < kTermBranch0;
+  }
+  return groups;
 }
 
 template <typename T>
@@ -437,24 +562,26 @@ std::tuple<at::Tensor, at::Tensor> edge_forward(const at::Tensor& x, const at::T
   at::Tensor scale = at::empty({num_terms + 1, g.channels}, options.dtype(weights.scalar_type()));  // + shift
   const int64_t blocks = blocks_per_channel(g);
   at::Tensor partial;
-  if (uses_mode(free_slots, norm_modes, kNormBatch)) {
+  const std::vector<StatGroup> groups = stat_groups(edge);
+  if (!groups.empty()) {
     partial = at::empty({g.channels, blocks, kStatSums}, options.dtype(at::kDouble));
-    const dim3 grid(static_cast<unsigned int>(blocks), static_cast<unsigned int>(g.channels));
-    term_stats_kernel<T><<<grid, kThreads, 0, stream>>>(edge, partial.mutable_data_ptr<double>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    for (const StatGroup& group : groups) {
+      launch(term_stats_kernel<T>, channel_grid(blocks, g.channels), kThreads, 0, stream, edge, group,
+             partial.mutable_data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   }
   const double* running =
       uses_mode(free_slots, norm_modes, kNormRunning) ? running_stats->const_data_ptr<double>() : nullptr;
   A* scale_data = scale.mutable_data_ptr<A>();
   A* shift_data = scale_data + num_terms * g.channels;
-  forward_coefficients_kernel<T><<<static_cast<unsigned int>(ceil_div(g.channels, kThreads)), kThreads, 0,
-                                   stream>>>(edge, w, partial.defined() ? partial.const_data_ptr<double>() : nullptr,
-                                             blocks, running, stats.mutable_data_ptr<double>(), scale_data,
-                                             shift_data);
+  const double* partial_data = partial.defined() ? partial.const_data_ptr<double>() : nullptr;
+  launch(forward_coefficients_kernel<T>, static_cast<unsigned int>(ceil_div(g.channels, kThreads)), kThreads, 0,
+         stream, edge, w, partial_data, blocks, running, stats.mutable_data_ptr<double>(), scale_data, shift_data);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor out = at::empty({g.batch, g.channels, g.out_height, g.out_width}, options);
-  edge_forward_kernel<T><<<grid_for(out.numel()), kThreads, 0, stream>>>(
-      edge, w, scale_data, shift_data, reinterpret_cast<T*>(out.mutable_data_ptr()));
+  launch(edge_forward_kernel<T>, grid_for(out.numel()), kThreads, 0, stream, edge, w, scale_data, shift_data,
+         reinterpret_cast<T*>(out.mutable_data_ptr()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {out, stats};
 }
@@ -473,23 +600,36 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> edge_backward(
 
   const int64_t blocks = blocks_per_channel(g);
   at::Tensor partial = at::empty({g.channels, blocks, kMaxSums}, options.dtype(at::kDouble));
-  const dim3 grid(static_cast<unsigned int>(blocks), static_cast<unsigned int>(g.channels));
-  backward_sums_kernel<T><<<grid, kThreads, 0, stream>>>(edge, grad_data, stats.const_data_ptr<double>(),
-                                                         partial.mutable_data_ptr<double>());
+  launch(backward_sums_kernel<T>, channel_grid(blocks, g.channels), kThreads, 0, stream, edge, grad_data,
+         stats.const_data_ptr<double>(), partial.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   at::Tensor coefficients = at::empty({3 * edge.num_terms(), g.channels}, options.dtype(weights.scalar_type()));
   at::Tensor grad_weights = at::empty_like(weights);
-  backward_coefficients_kernel<T><<<1, kThreads, 0, stream>>>(
-      edge, w, stats.const_data_ptr<double>(), partial.mutable_data_ptr<double>(), blocks,
-      coefficients.mutable_data_ptr<A>(), grad_weights.mutable_data_ptr<A>(), weights.numel());
+  launch(backward_coefficients_kernel<T>, 1, kThreads, 0, stream, edge, w, stats.const_data_ptr<double>(),
+         partial.mutable_data_ptr<double>(), blocks, coefficients.mutable_data_ptr<A>(),
+         grad_weights.mutable_data_ptr<A>(), weights.numel());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   at::Tensor grad_x = at::empty({0}, options);
   if (output_mask[0]) {
     grad_x = at::empty_like(x);
-    backward_input_kernel<T><<<grid_for(x.numel()), kThreads, 0, stream>>>(
-        edge, w, grad_data, coefficients.const_data_ptr<A>(), reinterpret_cast<T*>(grad_x.mutable_data_ptr()));
+    const bool has_max = edge.slot[kTermMax] >= 0, has_avg = edge.slot[kTermAvg] >= 0;
+    const int64_t windows = grad.numel();
+    const auto acc_options = options.dtype(weights.scalar_type());
+    at::Tensor max_share = has_max ? at::empty({windows}, acc_options) : at::Tensor();
+    at::Tensor max_at = has_max ? at::empty({windows}, options.dtype(at::kInt)) : at::Tensor();
+    at::Tensor avg_share = has_avg ? at::empty({windows}, acc_options) : at::Tensor();
+    const WindowGrads<A> window_grads{has_max ? max_share.mutable_data_ptr<A>() : nullptr,
+                                      has_max ? max_at.mutable_data_ptr<int32_t>() : nullptr,
+                                      has_avg ? avg_share.mutable_data_ptr<A>() : nullptr};
+    if (has_max || has_avg) {
+      launch(window_grads_kernel<T>, grid_for(windows), kThreads, 0, stream, edge, grad_data,
+             coefficients.const_data_ptr<A>(), window_grads);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    launch(backward_input_kernel<T>, grid_for(x.numel()), kThreads, 0, stream, edge, w, grad_data, window_grads,
+           reinterpret_cast<T*>(grad_x.mutable_data_ptr()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   std::vector<at::Tensor> branch_grads;
@@ -499,15 +639,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> edge_backward(
       branch_grads.push_back(at::empty_like(branches[b]));
       branch_grad_data.data[b] = reinterpret_cast<T*>(branch_grads.back().mutable_data_ptr());
     }
-    branch_grads_kernel<T><<<grid_for(grad.numel()), kThreads, 0, stream>>>(
-        edge, grad_data, coefficients.const_data_ptr<A>(), branch_grad_data);
+    launch(branch_grads_kernel<T>, grid_for(grad.numel()), kThreads, 0, stream, edge, grad_data,
+           coefficients.const_data_ptr<A>(), branch_grad_data);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return {grad_x, grad_weights, branch_grads};
-}
-
-void check_channels(const Geometry& g) {
-  TORCH_CHECK(g.channels <= 65535, "proxyfast: mixed_edge: at most 65535 channels on CUDA, got ", g.channels);
 }
 
 std::tuple<at::Tensor, at::Tensor> mixed_edge_cuda(const at::Tensor& x, const at::Tensor& weights,
@@ -516,7 +652,6 @@ std::tuple<at::Tensor, at::Tensor> mixed_edge_cuda(const at::Tensor& x, const at
                                                    at::IntArrayRef norm_modes, at::ArrayRef<double> eps,
                                                    const std::optional<at::Tensor>& running_stats) {
   const Geometry g = check_edge(x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps);
-  check_channels(g);
   check_running_stats(running_stats, x, free_slots, norm_modes);
   const c10::cuda::CUDAGuard guard(x.device());
   return dispatch_storage(x.scalar_type(), [&](auto tag) {
@@ -530,7 +665,6 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> mixed_edge_backward_
     at::IntArrayRef branch_slots, at::IntArrayRef free_slots, int64_t stride, at::IntArrayRef norm_modes,
     at::ArrayRef<double> eps, const at::Tensor& stats, std::array<bool, 2> output_mask) {
   const Geometry g = check_edge(x, weights, branches, branch_slots, free_slots, stride, norm_modes, eps);
-  check_channels(g);
   check_edge_grad(grad, x, g);
   check_term_stats(stats, x, norm_modes.size(), "stats");
   const c10::cuda::CUDAGuard guard(x.device());
@@ -553,23 +687,23 @@ __global__ void running_update_kernel(S* running_mean, S* running_var, const dou
 void batch_norm_running_update_cuda(const at::Tensor& running_mean, const at::Tensor& running_var,
                                     const at::Tensor& mean, const at::Tensor& var, double momentum, int64_t count) {
   check_running_update(running_mean, running_var, mean, var, momentum, count);
+  const int64_t channels = running_mean.numel();
+  if (channels == 0) return;  // nothing to update (and an empty grid is no launch)
   const c10::cuda::CUDAGuard guard(mean.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t channels = running_mean.numel();
   const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, running_mean.scalar_type(), "batch_norm_running_update", [&] {
-        running_update_kernel<scalar_t><<<static_cast<unsigned int>(ceil_div(channels, kThreads)), kThreads, 0,
-                                          stream>>>(
-            running_mean.mutable_data_ptr<scalar_t>(), running_var.mutable_data_ptr<scalar_t>(),
-            mean.const_data_ptr<double>(), var.const_data_ptr<double>(), momentum, unbias, channels);
+        launch(running_update_kernel<scalar_t>, static_cast<unsigned int>(ceil_div(channels, kThreads)), kThreads, 0,
+               stream, running_mean.mutable_data_ptr<scalar_t>(), running_var.mutable_data_ptr<scalar_t>(),
+               mean.const_data_ptr<double>(), var.const_data_ptr<double>(), momentum, unbias, channels);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CUDA, m) {
+PF_CUDA_LIBRARY_IMPL(m) {
   m.impl("mixed_edge", &mixed_edge_cuda);
   m.impl("mixed_edge_backward", &mixed_edge_backward_cuda);
   m.impl("batch_norm_running_update", &batch_norm_running_update_cuda);

@@ -9,19 +9,17 @@
 //      F(2t) <= 2 F(t));
 //   2. the candidates are compacted in index order and radix sorted by clock; the sort
 //      is stable, so equal clocks keep the lower index first: the CPU's order exactly.
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cub/block/block_scan.cuh>
+#if !defined(PF_HOST_MODEL)
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_select.cuh>
-#include <torch/library.h>
+#endif
 
 #include <algorithm>
 
 #include "../checks.h"
 #include "../common/det_math.h"
 #include "../common/sampling_keys.h"
+#include "device.h"
 
 namespace proxyfast {
 namespace cuda {
@@ -63,29 +61,45 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block. stats = {the bucket holding the k-th smallest clock, the number of items up
-// to and including that bucket, the number of finite clocks, the number of invalid
-// clocks}; requires 1 <= k <= N.
+// One block of kThreads threads. stats = {the bucket holding the k-th smallest clock (-1
+// for k = 0), the number of items up to and including that bucket (0 for k = 0), the
+// number of finite clocks, the number of invalid clocks}; requires 0 <= k <= N.
 __global__ void __launch_bounds__(kThreads)
     last_bucket_kernel(const unsigned long long* __restrict__ histogram, int64_t k, int64_t* __restrict__ stats) {
-  using BlockScan = cub::BlockScan<long long, kThreads>;
-  __shared__ typename BlockScan::TempStorage scan_storage;
+  __shared__ long long before_thread[kThreads];
   long long counts[kBucketsPerThread];
-  long long before[kBucketsPerThread];
+  long long total = 0;
   const int first = threadIdx.x * kBucketsPerThread;
 #pragma unroll
-  for (int j = 0; j < kBucketsPerThread; ++j) counts[j] = static_cast<long long>(histogram[first + j]);
-  BlockScan(scan_storage).ExclusiveSum(counts, before);
+  for (int j = 0; j < kBucketsPerThread; ++j) {
+    counts[j] = static_cast<long long>(histogram[first + j]);
+    total += counts[j];
+  }
+  before_thread[threadIdx.x] = total;
+  __syncthreads();
+  if (threadIdx.x == 0) {  // an exclusive scan of the threads' totals; 256 additions
+    long long running = 0;
+    for (int t = 0; t < kThreads; ++t) {
+      const long long count = before_thread[t];
+      before_thread[t] = running;
+      running += count;
+    }
+    stats[0] = -1;
+    stats[1] = 0;
+    stats[3] = static_cast<long long>(histogram[kBuckets]);
+  }
+  __syncthreads();
+  long long before = before_thread[threadIdx.x];
 #pragma unroll
   for (int j = 0; j < kBucketsPerThread; ++j) {
-    // Exactly one (non-empty) bucket has `before` < k <= `before` + count.
-    if (before[j] < k && k <= before[j] + counts[j]) {
+    // For k >= 1 exactly one (non-empty) bucket has `before` < k <= `before` + count.
+    if (before < k && k <= before + counts[j]) {
       stats[0] = first + j;
-      stats[1] = before[j] + counts[j];
+      stats[1] = before + counts[j];
     }
+    if (threadIdx.x == kThreads - 1 && j == kBucketsPerThread - 1) stats[2] = before;  // all but the +inf bucket
+    before += counts[j];
   }
-  if (threadIdx.x == kThreads - 1) stats[2] = before[kBucketsPerThread - 1];  // all but the +inf bucket
-  if (threadIdx.x == 0) stats[3] = static_cast<long long>(histogram[kBuckets]);
 }
 
 struct InBuckets {
@@ -111,7 +125,6 @@ at::Tensor weighted_sample_cuda(const at::Tensor& weights, int64_t k, int64_t se
   check_sample_args(weights, k, seed, stream);
   const c10::cuda::CUDAGuard guard(weights.device());
   const auto options = weights.options();
-  if (k == 0) return at::empty({0}, options.dtype(at::kLong));
 
   // n < 2^31 (checked above): int32 indices suffice.
   const int64_t n = weights.numel();
@@ -123,28 +136,28 @@ at::Tensor weighted_sample_cuda(const at::Tensor& weights, int64_t k, int64_t se
   auto* histogram_data = reinterpret_cast<unsigned long long*>(histogram.mutable_data_ptr<int64_t>());
   double* clock_data = clocks.mutable_data_ptr<double>();
   int32_t* index_data = indices.mutable_data_ptr<int32_t>();
-  if (weights.scalar_type() == at::kFloat) {
-    clock_kernel<<<grid_for(n), kThreads, 0, cuda_stream>>>(weights.const_data_ptr<float>(), n, weights.stride(0),
-                                                            static_cast<uint64_t>(seed), static_cast<uint32_t>(stream),
-                                                            clock_data, index_data, histogram_data);
-  } else {
-    clock_kernel<<<grid_for(n), kThreads, 0, cuda_stream>>>(weights.const_data_ptr<double>(), n, weights.stride(0),
-                                                            static_cast<uint64_t>(seed), static_cast<uint32_t>(stream),
-                                                            clock_data, index_data, histogram_data);
+  if (n > 0) {
+    if (weights.scalar_type() == at::kFloat) {
+      launch(clock_kernel<float>, grid_for(n), kThreads, 0, cuda_stream, weights.const_data_ptr<float>(), n,
+             weights.stride(0), static_cast<uint64_t>(seed), static_cast<uint32_t>(stream), clock_data, index_data,
+             histogram_data);
+    } else {
+      launch(clock_kernel<double>, grid_for(n), kThreads, 0, cuda_stream, weights.const_data_ptr<double>(), n,
+             weights.stride(0), static_cast<uint64_t>(seed), static_cast<uint32_t>(stream), clock_data, index_data,
+             histogram_data);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor stats = at::empty({4}, options.dtype(at::kLong));
-  last_bucket_kernel<<<1, kThreads, 0, cuda_stream>>>(histogram_data, k, stats.mutable_data_ptr<int64_t>());
+  launch(last_bucket_kernel, 1, kThreads, 0, cuda_stream, histogram_data, k, stats.mutable_data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   const at::Tensor host_stats = stats.cpu();  // waits for the kernels above
   const int last_bucket = static_cast<int>(host_stats.const_data_ptr<int64_t>()[0]);
   const int64_t m = host_stats.const_data_ptr<int64_t>()[1];
-  const int64_t num_positive = host_stats.const_data_ptr<int64_t>()[2];
-  const int64_t num_invalid = host_stats.const_data_ptr<int64_t>()[3];
-  TORCH_CHECK(num_invalid == 0, "proxyfast: weights must be finite and non-negative; ", num_invalid, " are not");
-  TORCH_CHECK(k <= num_positive, "proxyfast: k = ", k, " exceeds the number of positive weights (", num_positive,
-              "); weights must be finite and non-negative");
+  // The CPU op's checks, in its order: the weights are validated whatever k is.
+  check_sample_counts(host_stats.const_data_ptr<int64_t>()[3], host_stats.const_data_ptr<int64_t>()[2], k);
+  if (k == 0) return at::empty({0}, options.dtype(at::kLong));
 
   // The candidates, in index order, then their clocks; two halves each for the sort.
   at::Tensor candidate_indices = at::empty({2 * m}, options.dtype(at::kInt));
@@ -161,7 +174,7 @@ at::Tensor weighted_sample_cuda(const at::Tensor& weights, int64_t k, int64_t se
       at::empty({static_cast<int64_t>(std::max<size_t>(select_bytes, 1))}, options.dtype(at::kByte));
   C10_CUDA_CHECK(cub::DeviceSelect::If(select_temp.mutable_data_ptr(), select_bytes, index_data, selected,
                                        num_selected.mutable_data_ptr<int64_t>(), n, in_buckets, cuda_stream));
-  gather_clocks_kernel<<<grid_for(m), kThreads, 0, cuda_stream>>>(clock_data, selected, m, selected_clocks);
+  launch(gather_clocks_kernel, grid_for(m), kThreads, 0, cuda_stream, clock_data, selected, m, selected_clocks);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   cub::DoubleBuffer<double> keys(selected_clocks, selected_clocks + m);
@@ -178,7 +191,7 @@ at::Tensor weighted_sample_cuda(const at::Tensor& weights, int64_t k, int64_t se
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CUDA, m) { m.impl("weighted_sample", &weighted_sample_cuda); }
+PF_CUDA_LIBRARY_IMPL(m) { m.impl("weighted_sample", &weighted_sample_cuda); }
 
 }  // namespace cuda
 }  // namespace proxyfast

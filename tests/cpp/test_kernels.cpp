@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "common/det_math.h"
+#include "common/fast_divmod.h"
 #include "common/half.h"
 #include "common/histogram_rule.h"
 #include "common/philox.h"
@@ -239,9 +240,36 @@ void test_candidates_and_sort() {
   }
 }
 
+// FastDivmod against the division it replaces: small, power-of-two and odd divisors,
+// numerators up to 2^64 - 1.
+void test_fast_divmod() {
+  std::mt19937_64 gen(11);
+  std::vector<uint64_t> divisors;
+  for (uint64_t d = 1; d <= 3000; ++d) divisors.push_back(d);
+  for (int shift = 12; shift < 63; ++shift) {
+    divisors.push_back(uint64_t{1} << shift);
+    divisors.push_back((uint64_t{1} << shift) - 1);
+    divisors.push_back((uint64_t{1} << shift) + 1);
+  }
+  for (int i = 0; i < 2000; ++i) divisors.push_back(1 + gen() % (uint64_t{1} << 40));
+  divisors.push_back(uint64_t{1} << 63);
+  for (uint64_t d : divisors) {
+    const FastDivmod fast = FastDivmod::make(d);
+    const uint64_t near[] = {0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d, ~uint64_t{0}, ~uint64_t{0} - d};
+    for (int j = 0; j < 64; ++j) {
+      const uint64_t n = j < 9 ? near[j] : (j < 40 ? gen() : gen() >> (gen() % 64));
+      uint64_t q, r;
+      fast.divmod(n, q, r);
+      CHECK(q == n / d && r == n % d, "%llu / %llu: %llu rem %llu", static_cast<unsigned long long>(n),
+            static_cast<unsigned long long>(d), static_cast<unsigned long long>(q), static_cast<unsigned long long>(r));
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
+  test_fast_divmod();
   test_philox_known_answers();
   test_uniform_in_open_interval();
   test_det_log_accuracy();
