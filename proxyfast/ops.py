@@ -18,6 +18,7 @@ __all__ = [
     "entropy_histogram",
     "histogram_bins",
     "weighted_sample",
+    "raise_on_non_finite",
     "has_cuda_kernels",
     "has_mixed_edge_kernel",
     "mixed_edge",
@@ -52,10 +53,27 @@ def _check_logits(logits):
 
 
 def _raise_on_non_finite(log10_entropy):
+    raise_on_non_finite(log10_entropy)
+
+
+def raise_on_non_finite(log10_entropy: torch.Tensor, batch_size: int | None = None, first: int = 0) -> None:
+    """Raises the ``ValueError`` of ``entropy(check_finite=True)`` if a log10 entropy is
+    not finite (its row of logits held inf or NaN). The test runs on the device and one
+    flag crosses to the host, so a loop can call ``entropy(check_finite=False)`` per batch
+    and this once at the end, without a host sync per batch. With ``batch_size``, the
+    rows are consecutive batches of that many examples numbered from ``first``, and the
+    error names the examples of the first batch holding such a row.
+    """
     bad = ~torch.isfinite(log10_entropy)
-    if bool(bad.any()):
-        rows = torch.nonzero(bad).flatten()[:5].tolist()
-        raise ValueError(f"logits has non-finite values (inf or NaN) in {int(bad.sum())} rows, e.g. rows {rows}")
+    if not bool(bad.any()):
+        return
+    prefix = ""
+    if batch_size is not None:
+        start = int(torch.argmax(bad.to(torch.uint8))) // batch_size * batch_size
+        bad = bad[start:start + batch_size]
+        prefix = f"examples {first + start}..{first + start + len(bad) - 1}: "
+    rows = torch.nonzero(bad).flatten()[:5].tolist()
+    raise ValueError(f"{prefix}logits has non-finite values (inf or NaN) in {int(bad.sum())} rows, e.g. rows {rows}")
 
 
 def entropy(logits: torch.Tensor, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

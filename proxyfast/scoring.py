@@ -495,14 +495,10 @@ def score(
         with torch.inference_mode(), autocast:
             order = None if whole else torch.arange(start, stop)
             for index, inputs, batch_labels in iterate_batches(dataset, batch_size, order, num_workers=num_workers):
-                first = int(index[0])
                 x = to_float_images(inputs, device, memory_format)
                 captured.clear()
                 logits = _check_output(model(x), len(index))
-                try:
-                    ent, log10_ent = ops.entropy(logits)
-                except ValueError as error:
-                    raise ValueError(f"examples {first}..{first + len(index) - 1}: {error}") from None
+                ent, log10_ent = ops.entropy(logits, check_finite=False)  # checked once, after the loop
                 position = index - start  # where the batch goes in the result
                 dev_index = position.to(device, non_blocking=True)
                 entropy[dev_index] = ent
@@ -517,6 +513,7 @@ def score(
                         feature_store["x"] = torch.empty(n, feats.shape[1], dtype=torch.float32, device=device)
                     feature_store["x"][dev_index] = feats
                 bar.update(len(index))
+        ops.raise_on_non_finite(log10_entropy, batch_size, first=start)
     finally:
         bar.close()
         if hook is not None:
