@@ -116,6 +116,9 @@ def test_entropy_any_strides(rng, dtype, c):
     for name, view in strided_copies(base).items():
         assert torch.equal(view, base)
         got = entropy_op(view)
+        if name == "transposed":  # one thread per row: another summation order
+            assert_matches_cpu(view, got)
+            continue
         # Each row is reduced in the same order whatever its strides: identical bits.
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
     expanded = base[:1].expand(50, c)  # row stride 0
@@ -163,6 +166,17 @@ def test_entropy_hard_rows(rng, dtype, c):
     assert bool(torch.isnan(h[non_finite]).all()) and bool(torch.isnan(log10_h[non_finite]).all())
     assert bool(torch.isfinite(log10_h[~non_finite]).all())
     assert_matches_cpu(logits, (h, log10_h))
+
+
+def test_entropy_keeps_fp64_accuracy(rng):
+    """Compensated fp32 sums, as accurate as fp64 ones: long bfloat16 rows (many equal
+    logits, where a plain fp32 sum drifts) against a float64 reference."""
+    for c in (70_000, 2**18, 2**20):
+        logits = (torch.from_numpy(rng.normal(size=(3, c)) * 2.0) - 5).to(torch.bfloat16).cuda()
+        reference = logits.double()
+        want = -(torch.softmax(reference, dim=1) * torch.log_softmax(reference, dim=1)).sum(dim=1)
+        error = ((entropy_op(logits)[0].double() - want).abs() / want).max().item()
+        assert error <= 1e-7, f"C = {c}: relative error {error:.3g}"
 
 
 def test_entropy_ties_exact():
@@ -324,8 +338,22 @@ def test_weighted_sample_extreme_weights():
 def test_weighted_sample_invalid_weights_raise():
     for bad in (-1.0, float("nan"), float("inf")):
         weights = torch.tensor([1.0, bad, 2.0], dtype=torch.float64, device="cuda")
-        with pytest.raises(RuntimeError, match="weights must be finite and non-negative; 1 are not"):
-            weighted_sample_op(weights, 1, 0, 0)
+        for k in (0, 1):  # k = 0 too, as on the CPU
+            with pytest.raises(RuntimeError, match="weights must be finite and non-negative; 1 are not"):
+                weighted_sample_op(weights, k, 0, 0)
+
+
+def error_line(fn):
+    with pytest.raises(RuntimeError) as error:
+        fn()
+    return str(error.value).splitlines()[0]
+
+
+def test_weighted_sample_errors_match_cpu():
+    weights = torch.tensor([1.0, 0.0, 2.0])
+    for args in [(3, 0, 0), (4, 0, 0), (-1, 0, 0), (1, -1, 0), (1, 0, 2**32)]:
+        assert error_line(lambda: weighted_sample_op(weights.cuda(), *args)) == \
+            error_line(lambda: weighted_sample_op(weights, *args))
 
 
 def test_weighted_sample_on_side_stream(rng):

@@ -157,3 +157,70 @@ def test_cuda_supernet_step_fused_equals_reference(partial_channels, seed):
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * a.abs().max().item())
+
+
+def raw_edge_args(shape, stride, dtype, modes, device):
+    """The op's own arguments for torch.ops.proxyfast.mixed_edge."""
+    x, weights, branches, running = edge_inputs(shape, stride, dtype)
+    free = [3 if stride == 1 else -1, 1, 2]
+    return [x.to(device), weights.to(device), [b.to(device) for b in branches], [4, 5, 6, 7], free, stride,
+            NORM_MODES[modes], [1e-5] * 6, running.to(device)]
+
+
+def on_cuda(args):
+    """The op's arguments with every tensor (also in a list of them) moved to the GPU."""
+    def move(a):
+        if isinstance(a, torch.Tensor):
+            return a.cuda()
+        if isinstance(a, list) and a and isinstance(a[0], torch.Tensor):
+            return [t.cuda() for t in a]
+        return a
+    return [move(a) for a in args]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_cuda_non_finite_statistics_match_cpu(bad, seed):
+    """A NaN or inf value makes its channel's batch statistics NaN on both devices (on the
+    GPU a clamped variance used to stay finite, hiding a diverging search)."""
+    args = raw_edge_args((3, 4, 6, 5), 1, torch.float32, "train", "cpu")
+    args[0][1, 2, 4, 3] = bad
+    _, want = torch.ops.proxyfast.mixed_edge(*args)
+    _, got = torch.ops.proxyfast.mixed_edge(*on_cuda(args))
+    assert torch.equal(torch.isnan(got.cpu()), torch.isnan(want)) and bool(torch.isnan(want[3, 2]))
+
+
+def test_cuda_more_than_65535_channels(seed):
+    args = raw_edge_args((2, 65_537, 1, 2), 1, torch.float32, "train", "cpu")
+    want_out, want_stats = torch.ops.proxyfast.mixed_edge(*args)
+    got_out, got_stats = torch.ops.proxyfast.mixed_edge(*on_cuda(args))
+    assert_close_relative(got_stats, want_stats, torch.float32, "statistics")
+    assert torch.equal(torch.isnan(got_out.cpu()), torch.isnan(want_out))
+
+
+def test_cuda_running_update_without_channels():
+    empty = [torch.empty(0, device="cuda"), torch.empty(0, device="cuda"),
+             torch.empty(0, dtype=torch.float64, device="cuda"), torch.empty(0, dtype=torch.float64, device="cuda")]
+    torch.ops.proxyfast.batch_norm_running_update(*empty, 0.1, 50)
+    torch.cuda.synchronize()
+
+
+def test_cuda_running_update_refuses_a_host_variance():
+    running = [torch.zeros(4, device="cuda"), torch.ones(4, device="cuda")]
+    mean, var = torch.zeros(4, dtype=torch.float64, device="cuda"), torch.ones(4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="on one device"):
+        torch.ops.proxyfast.batch_norm_running_update(*running, mean, var, 0.1, 50)
+    torch.cuda.synchronize()  # the context is still sound
+
+
+def test_cuda_edge_errors_match_cpu(seed):
+    args = raw_edge_args((2, 3, 5, 5), 1, torch.float32, "train", "cpu")
+    for index, value in [(0, torch.randn(2, 3, 5)), (1, torch.ones(8).double()), (3, [4, 5, 6, 6]), (5, 3),
+                         (6, [0, 1, 0, 0, 0, 0]), (7, [1e-5] * 5)]:
+        changed = list(args)
+        changed[index] = value
+        messages = []
+        for call_args in (changed, on_cuda(changed)):
+            with pytest.raises(RuntimeError) as error:
+                torch.ops.proxyfast.mixed_edge(*call_args)
+            messages.append(str(error.value).splitlines()[0])
+        assert messages[0] == messages[1]
