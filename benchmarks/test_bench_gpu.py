@@ -2,7 +2,7 @@
 
     pytest benchmarks/test_bench_gpu.py --benchmark-only --benchmark-group-by=group
 
-Targets (DESIGN.md section 5): entropy at >= 85% of the bandwidth of a device copy (it
+Targets: entropy at >= 85% of the bandwidth of a device copy (it
 reads the logits once, the copy reads and writes them; see the "bytes" extra info),
 >= 4x torch eager and >= 1.2x torch.compile of the textbook formula; weighted_sample
 >= 2x torch.multinomial(replacement=False); select(p1) from logits already on the device
@@ -83,6 +83,84 @@ def test_entropy_gpu_copy_yardstick(benchmark, logits):
     """The bandwidth yardstick: a device-to-device copy reads and writes every logit."""
     benchmark.extra_info.update(bytes=2 * logits.numel() * logits.element_size())
     benchmark(synced(lambda z: torch.empty_like(z).copy_(z), logits))
+
+
+TRANSPOSED_GROUP = "entropy-gpu [262144 x 1000 fp32, column-major]"
+
+
+@pytest.fixture(scope="module")
+def transposed_logits(logits):
+    """The same values stored column-major (a [C, N] tensor, transposed): one thread per row."""
+    return logits.t().contiguous().t()
+
+
+@pytest.mark.benchmark(group=TRANSPOSED_GROUP)
+def test_entropy_gpu_transposed_proxyfast(benchmark, transposed_logits):
+    benchmark.extra_info.update(bytes=transposed_logits.numel() * transposed_logits.element_size(), reference=True)
+    benchmark(synced(ops.entropy, transposed_logits, check_finite=False))
+
+
+@pytest.mark.benchmark(group=TRANSPOSED_GROUP)
+def test_entropy_gpu_transposed_torch_eager(benchmark, transposed_logits):
+    benchmark.extra_info.update(bytes=transposed_logits.numel() * transposed_logits.element_size())
+    benchmark(synced(textbook_entropy, transposed_logits))
+
+
+@pytest.mark.benchmark(group=TRANSPOSED_GROUP)
+def test_entropy_gpu_transposed_torch_compile(benchmark, transposed_logits):
+    compiled = torch.compile(textbook_entropy)
+    try:
+        compiled(transposed_logits)
+    except Exception as error:  # a missing triton or compiler: no baseline to time
+        pytest.skip(f"torch.compile is not usable here: {type(error).__name__}: {error}")
+    benchmark.extra_info.update(bytes=transposed_logits.numel() * transposed_logits.element_size())
+    benchmark(synced(compiled, transposed_logits))
+
+
+EDGE_GROUP = "mixed-edge-gpu [parameter-free edge, C=16, batch 64, 32x32, stride 1, forward + backward]"
+
+
+def free_edge_step(impl: str, compiled: bool = False):
+    """Forward and backward of the parameter-free edge (none, max pool, avg pool, skip)."""
+    from proxyfast.nas.mixed import MixedOp
+
+    torch.manual_seed(0)
+    edge = MixedOp(16, 1, ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"), impl=impl).cuda()
+    run = torch.compile(edge) if compiled else edge
+    x = torch.randn(64, 16, 32, 32, device="cuda", requires_grad=True)
+    alphas = torch.randn(4, device="cuda", requires_grad=True)
+    grad = torch.randn(64, 16, 32, 32, device="cuda")
+
+    def step():
+        run(x, torch.softmax(alphas, dim=-1)).backward(grad)
+        torch.cuda.synchronize()
+
+    return step
+
+
+@pytest.mark.benchmark(group=EDGE_GROUP)
+def test_edge_gpu_proxyfast_fused(benchmark):
+    step = free_edge_step("fused")
+    step()
+    benchmark.extra_info.update(reference=True)
+    benchmark.pedantic(step, rounds=20, warmup_rounds=2, iterations=1)
+
+
+@pytest.mark.benchmark(group=EDGE_GROUP)
+def test_edge_gpu_torch_eager(benchmark):
+    step = free_edge_step("reference")
+    step()
+    benchmark.pedantic(step, rounds=20, warmup_rounds=2, iterations=1)
+
+
+@pytest.mark.benchmark(group=EDGE_GROUP)
+def test_edge_gpu_torch_compile(benchmark):
+    step = free_edge_step("reference", compiled=True)
+    try:
+        step()  # compile outside the timing
+    except Exception as error:
+        pytest.skip(f"torch.compile is not usable here: {type(error).__name__}: {error}")
+    benchmark.pedantic(step, rounds=20, warmup_rounds=2, iterations=1)
 
 
 @pytest.fixture(scope="module")
