@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import ops
+from ._checks import check_bin_width
 
 __all__ = ["Histogram", "histogram", "histogram_edges"]
 
@@ -53,30 +54,50 @@ class Histogram:
         return cls(np.asarray(d["edges"], dtype=np.float64), np.asarray(d["counts"], dtype=np.int64), float(d["bin_width"]))
 
 
-def _check_bin_width(bin_width) -> float:
-    if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)):
-        raise TypeError(f"bin_width must be a number, got {type(bin_width).__name__}")
-    bin_width = float(bin_width)
-    if not (math.isfinite(bin_width) and bin_width > 0):
-        raise ValueError(f"bin_width must be positive and finite, got {bin_width}")
-    return bin_width
+def _walk_to(start: float, target: float, step: float) -> float:
+    """The paper's edge loop, ``x = start; while x is beyond target: x += step``
+    (beyond: above ``target`` for a negative step, below it for a positive one), without
+    a loop whose end depends on floating-point steps: the number of steps comes from a
+    closed form, and the walk itself is replayed as one sequential cumulative sum, so
+    every value is rounded exactly as the loop rounds it."""
+    beyond = (lambda x: target < x) if step < 0 else (lambda x: target > x)
+    if not beyond(start):
+        return start
+    steps = math.ceil(abs(start - target) / abs(step))
+    # A few steps more than the closed form, for the rounding of the repeated additions.
+    walk = np.add.accumulate(np.concatenate(([start], np.full(steps + 3, step))))
+    arrived = np.flatnonzero(~beyond(walk))
+    if len(arrived) == 0:  # the step is lost in the rounding of values this large
+        raise ValueError(
+            f"bin_width {abs(step)!r} is too small for log10 entropies around {target:g}: "
+            "stepping the edges by it does not move them"
+        )
+    return float(walk[arrived[0]])
 
 
 def histogram_edges(min_value: float, max_value: float, bin_width: float) -> np.ndarray:
-    """The bin edges for data spanning [min_value, max_value] (DESIGN.md section 2.2)."""
-    bin_width = _check_bin_width(bin_width)
+    """The bin edges for data spanning [min_value, max_value] (DESIGN.md section 2.2).
+
+    Identical to the paper's loops; the number of bins is checked before any edge is
+    stepped, so a tiny ``bin_width`` fails at once."""
+    bin_width = check_bin_width("bin_width", bin_width)
     if not (math.isfinite(min_value) and math.isfinite(max_value)) or min_value > max_value:
         raise ValueError(f"the data range [{min_value}, {max_value}] must be finite and ordered")
     lo = float(round(min_value))  # Python's round is half to even, as numpy's
-    while min_value < lo:
-        lo -= bin_width
     hi = float(round(max_value))
-    while max_value > hi:
-        hi += bin_width
+    # lo only moves down to min_value and hi up to max_value, a step past at most.
+    span = (max(hi, max_value) - min(lo, min_value)) / bin_width
+    if span > MAX_BINS + 2:
+        raise ValueError(
+            f"bin_width {bin_width!r} gives about {span:.3g} bins over [{min_value}, {max_value}]; "
+            f"at most {MAX_BINS} allowed"
+        )
+    lo = _walk_to(lo, min_value, -bin_width)
+    hi = _walk_to(hi, max_value, bin_width)
     n_bins = max(1, round((hi - lo) / bin_width))
     if n_bins > MAX_BINS:
         raise ValueError(
-            f"bin_width {bin_width} gives {n_bins} bins over [{min_value}, {max_value}]; at most {MAX_BINS} allowed"
+            f"bin_width {bin_width!r} gives {n_bins} bins over [{min_value}, {max_value}]; at most {MAX_BINS} allowed"
         )
     edges = lo + np.arange(n_bins + 1, dtype=np.float64) * bin_width
     # hi is reached by repeated addition, lo + n * w by one product: they may differ in
