@@ -67,8 +67,9 @@ MANIFEST_VERSION = 1
 DEFAULT_SHARD_SIZE = 16384
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
 _SHARD_NAME = re.compile(r"shard-(\d{6})\.pxscores")
-# What atomic_write leaves behind when its process is killed mid-write.
-_STALE_TEMPORARY = re.compile(r"\.shard-\d{6}\.pxscores\.[0-9a-f]+\.tmp")
+# What atomic_write leaves behind when its process is killed mid-write (from any host:
+# the work directory may be shared); also the names of earlier versions, without the pid.
+_STALE_TEMPORARY = re.compile(r"\.shard-\d{6}\.pxscores\.(?:[0-9a-f]{8}-\d+\.)?[0-9a-f]+\.tmp")
 
 
 class IncompleteScoresError(RuntimeError):
