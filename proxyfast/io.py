@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_write
+from ._fileformat import read_text
 from .scoring import Scores
 
 __all__ = ["read_entropy_list", "write_entropy_list"]
@@ -49,11 +50,10 @@ def read_entropy_list(path: str | os.PathLike) -> Scores:
     """Reads an entropy list into :class:`Scores` (CPU), each entry placed by its index.
 
     Raises ValueError, naming the file and line, on a malformed line, a non-positive or
-    non-finite entropy, a duplicate or missing index, or an empty file.
+    non-finite entropy, a duplicate or missing index, bytes that are not UTF-8, or an
+    empty file; naming the file, on a truncated or corrupt ``.gz`` file.
     """
-    opener = gzip.open if _is_gzip(path) else open
-    with opener(path, "rt", encoding="utf-8") as file:
-        lines = file.read().splitlines()
+    lines = read_text(path, gzipped=_is_gzip(path)).splitlines()
     where = os.fspath(path)
     indices, entropies, labels, line_numbers = [], [], [], []
     tiny: dict[int, float] = {}  # entry -> log10 entropy, for entropies below the float64 range
@@ -85,12 +85,15 @@ def read_entropy_list(path: str | os.PathLike) -> Scores:
     if not indices:
         raise ValueError(f"{where}: the entropy list is empty")
 
-    order = np.asarray(indices, dtype=np.int64)
-    n = len(order)
-    out_of_range = np.flatnonzero((order < 0) | (order >= n))
-    if len(out_of_range):
-        i = out_of_range[0]
-        raise ValueError(f"{where}: line {line_numbers[i]}: index {order[i]} is outside [0, {n}) for {n} entries")
+    n = len(indices)
+    try:
+        order = np.asarray(indices, dtype=np.int64)
+        in_range = bool(np.all((order >= 0) & (order < n)))
+    except OverflowError:  # an index beyond int64
+        in_range = False
+    if not in_range:
+        i = next(i for i, index in enumerate(indices) if not 0 <= index < n)
+        raise ValueError(f"{where}: line {line_numbers[i]}: index {indices[i]} is outside [0, {n}) for {n} entries")
     seen = np.zeros(n, dtype=bool)
     seen[order] = True
     if not seen.all():

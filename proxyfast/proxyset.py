@@ -244,7 +244,9 @@ def _parse(path: str, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
     intact = hashlib.sha256(data[:-_DIGEST_SIZE]).digest() == data[-_DIGEST_SIZE:]
     try:
         header = json.loads(data[_PREAMBLE.size:header_end].decode("utf-8"))
-        k = int(header["k"])
+        k = header["k"]
+        if not _is_int(k) or k < 0:
+            raise ValueError
         expected = header_end + 8 * k + _DIGEST_SIZE
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         if intact:
@@ -258,6 +260,73 @@ def _parse(path: str, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
     if missing:
         raise ValueError(f"{path}: malformed proxy set header (missing {', '.join(missing)})")
     indices = np.frombuffer(data, dtype="<i8", count=k, offset=header_end).astype(np.int64)
-    if k and (indices.min() < 0 or indices.max() >= header["n"]):
-        raise ValueError(f"{path}: malformed proxy set (an index is outside [0, {header['n']}))")
+    # The checksum proves the bytes are as written, not that their writer was proxyfast.
+    problem = _header_problem(header) or _indices_problem(indices, header["n"])
+    if problem:
+        raise ValueError(f"{path}: malformed proxy set ({problem})")
     return header, indices
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_list_problem(name: str, values: Any, length: int) -> str | None:
+    if not isinstance(values, list) or len(values) != length:
+        return f"{name} must be a list of {length} counts"
+    if not all(_is_int(v) and v >= 0 for v in values):
+        return f"{name} must hold non-negative integers"
+    return None
+
+
+def _header_problem(header: dict[str, Any]) -> str | None:
+    """What is wrong with a proxy set header, or None."""
+    n, k = header["n"], header["k"]
+    if not _is_int(n) or n < 1:
+        return f"n must be a positive integer, got {n!r}"
+    if not _is_int(k) or not 0 <= k <= n:
+        return f"k must be an integer in [0, n = {n}], got {k!r}"
+    for key in ("method", "fingerprint", "created", "proxyfast_version"):
+        if not isinstance(header[key], str):
+            return f"{key} must be a string"
+    if not isinstance(header.get("dataset_fingerprint"), (str, type(None))):
+        return "dataset_fingerprint must be a string or null"
+    if not isinstance(header["params"], dict):
+        return "params must be an object"
+    histogram = header["histogram"]
+    if not isinstance(histogram, dict) or not {"edges", "counts", "bin_width"} <= set(histogram):
+        return "the histogram must hold edges, counts and bin_width"
+    edges, counts, bin_width = histogram["edges"], histogram["counts"], histogram["bin_width"]
+    if not _is_number(bin_width) or bin_width <= 0:
+        return f"the histogram's bin_width must be a positive number, got {bin_width!r}"
+    if not isinstance(edges, list) or len(edges) < 2 or not all(_is_number(e) for e in edges):
+        return "the histogram's edges must be at least 2 finite numbers"
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        return "the histogram's edges must increase"
+    n_bins = len(edges) - 1
+    problem = _int_list_problem("the histogram's counts", counts, n_bins) or _int_list_problem(
+        "selected_per_bin", header["selected_per_bin"], n_bins)
+    if problem:
+        return problem
+    if sum(counts) != n:
+        return f"the histogram counts {sum(counts)} examples, but n = {n}"
+    selected = header["selected_per_bin"]
+    if sum(selected) != k:
+        return f"selected_per_bin counts {sum(selected)} selected examples, but k = {k}"
+    if any(s > c for s, c in zip(selected, counts)):
+        return "selected_per_bin selects more examples from a bin than it holds"
+    return None
+
+
+def _indices_problem(indices: np.ndarray, n: int) -> str | None:
+    if not len(indices):
+        return None
+    if indices.min() < 0 or indices.max() >= n:
+        return f"an index is outside [0, {n})"
+    if len(np.unique(indices)) != len(indices):
+        return "an index appears more than once"
+    return None

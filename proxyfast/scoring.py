@@ -58,6 +58,7 @@ _FILE_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
 }  # fmt: skip
 _FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_ARRAY_NAMES = ("entropy", "log10_entropy", "labels", "predictions", "features", "forgetting_counts")
 
 
 class DatasetMismatchError(ValueError):
@@ -264,8 +265,7 @@ class Scores:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the scores to ``path`` atomically (format in the module docstring)."""
-        arrays = [(name, value) for name in ("entropy", "log10_entropy", "labels", "predictions", "features",
-                                              "forgetting_counts") if (value := getattr(self, name)) is not None]
+        arrays = [(name, value) for name in _ARRAY_NAMES if (value := getattr(self, name)) is not None]
         header = {
             "n": len(self),
             "arrays": [
@@ -306,11 +306,18 @@ class Scores:
             data = bytearray(file.read())  # writable, so the tensors made from it are too
         header, tensors = _parse_scores_file(where, data)
         meta = header.get("meta") or {}
-        scores = cls(
-            tensors.pop("entropy"), tensors.pop("log10_entropy"), tensors.pop("labels", None), meta=meta, **tensors
-        )
+        try:
+            scores = cls(
+                tensors.pop("entropy"), tensors.pop("log10_entropy"), tensors.pop("labels", None), meta=meta, **tensors
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: malformed scores file ({error})") from None
         if scores.fingerprint() != header["fingerprint"]:
             raise ValueError(f"{where}: corrupt scores file (the entropies do not match the stored fingerprint)")
+        # The checksum proves the bytes are as written, not that their writer was proxyfast.
+        problem = _values_problem(scores)
+        if problem:
+            raise ValueError(f"{where}: malformed scores file ({problem})")
         if dataset is not None:
             scores.check_dataset(dataset, source=where)
         return scores.to(device)
@@ -319,6 +326,19 @@ class Scores:
 def _tensor_bytes(value: torch.Tensor) -> memoryview:
     flat = value.detach().to("cpu").contiguous().reshape(-1)
     return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _values_problem(scores: Scores) -> str | None:
+    """What makes loaded scores unusable, or None."""
+    if not bool(torch.isfinite(scores.log10_entropy).all()):
+        return "a log10 entropy is not finite"
+    if not bool(((scores.entropy >= 0) & torch.isfinite(scores.entropy)).all()):
+        return "an entropy is negative or not finite"
+    for name in ("labels", "predictions"):
+        values = getattr(scores, name)
+        if values is not None and bool((values < 0).any()):
+            return f"a negative value in {name}"
+    return None
 
 
 def _parse_scores_file(path: str, data: bytearray) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -337,7 +357,11 @@ def _parse_scores_file(path: str, data: bytearray) -> tuple[dict[str, Any], dict
         header = json.loads(bytes(data[_PREAMBLE.size:header_end]).decode("utf-8"))
         n = int(header["n"])
         specs = [(a["name"], _FILE_DTYPES[a["dtype"]], tuple(int(d) for d in a["shape"])) for a in header["arrays"]]
-        header["fingerprint"]
+        names = [name for name, _, _ in specs]
+        if (not isinstance(header["fingerprint"], str) or not isinstance(header.get("meta") or {}, dict)
+                or len(set(names)) != len(names) or not set(names) <= set(_ARRAY_NAMES)
+                or any(not shape or min(shape) < 0 for _, _, shape in specs)):
+            raise ValueError
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ValueError(f"{path}: malformed scores file header") from None
     if sys.byteorder != "little":  # the arrays are stored little-endian
@@ -466,6 +490,7 @@ def score(
         raise ValueError(f"start and stop must satisfy 0 <= start < stop <= {n_dataset}, got {start} and {stop}")
     whole = start == 0 and stop == n_dataset
     n = stop - start
+    _check_model_fits(model, dataset)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
@@ -535,6 +560,23 @@ def score(
         entropy, log10_entropy, labels.to(device), meta=meta, predictions=predictions,
         features=feature_store.get("x"),
     )
+
+
+def _check_model_fits(model: nn.Module, dataset) -> None:
+    """Refuses, before any batch runs, a model whose first convolution takes another
+    number of channels than the dataset's images have, or that classifies fewer classes
+    (where it says, as proxyfast's models do) than the dataset has."""
+    name = getattr(dataset, "name", type(dataset).__name__)
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    first = dataset[0][0]
+    if conv is not None and isinstance(first, torch.Tensor) and first.dim() == 3 and first.shape[0] != conv.in_channels:
+        raise DatasetMismatchError(f"the model takes {conv.in_channels}-channel images, but the dataset ({name}) "
+                                   f"holds {first.shape[0]}-channel images")
+    classes = getattr(dataset, "classes", None)
+    num_classes = getattr(model, "num_classes", None)  # proxyfast's models say what they classify
+    if isinstance(num_classes, int) and classes is not None and num_classes < len(classes):
+        raise DatasetMismatchError(f"the model classifies {num_classes} classes, but the dataset ({name}) "
+                                   f"has {len(classes)}")
 
 
 def input_memory_format(model: nn.Module) -> torch.memory_format:
