@@ -4,7 +4,8 @@
     proxyfast demo [--out DIR] [--n 1281167]
     proxyfast info P
 
-Errors reach the user as one line on stderr and exit status 2.
+Errors reach the user as one line on stderr, ``proxyfast COMMAND: error: ...``, and exit
+status 2; every command checks its arguments and paths before it starts any long work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ import time
 from collections.abc import Sequence
 
 from . import cli_bench, cli_loaders
+from ._checks import (
+    check_bin_width,
+    check_device,
+    check_fraction,
+    check_int,
+    check_method,
+    check_output_dir,
+    check_output_paths,
+    check_real,
+)
 from ._version import __version__
 from .cli_pipeline import add_commands as add_pipeline_commands
 from .cli_search import add_commands as add_search_commands
@@ -30,6 +41,7 @@ from .selection import available_methods, select
 __all__ = ["main"]
 
 _DEMO_REPEATS = 5
+_DEMO_PROXY, _DEMO_PLOT = "proxy_p1.proxyset", "histogram.png"
 
 
 class _UsageError(Exception):
@@ -91,12 +103,39 @@ def _summary(proxy: ProxySet, seconds: float) -> str:
     return f"{proxy.method}: selected {proxy.k:,} of {proxy.n:,} examples in {seconds * 1e3:.1f} ms on {proxy.device}"
 
 
+def _check_selection_arguments(args: argparse.Namespace) -> None:
+    if args.fraction is not None:
+        check_fraction("--fraction", args.fraction)
+    check_int("--seed", args.seed, 0, 2**63 - 1)
+    if args.device is not None:
+        check_device("--device", args.device)
+
+
+def _refuse_empty(proxy: ProxySet, args: argparse.Namespace) -> None:
+    if proxy.k == 0:
+        k = getattr(args, "k", None)
+        size = f"--k {k}" if k is not None else f"--fraction {args.fraction:g}"
+        rounding = f" rounded down to a multiple of {args.round_to}" if getattr(args, "round_to", None) else ""
+        raise ValueError(f"the proxy would be empty: {size}{rounding} of {proxy.n:,} examples selects none; "
+                         "nothing was written")
+
+
 def _run_select(args: argparse.Namespace) -> None:
+    check_output_paths({"--out": args.out, "--plot": args.plot}, {"--entropy-file": args.entropy_file})
+    _check_selection_arguments(args)
+    if args.k is not None:
+        check_int("--k", args.k, 0)
+    check_method(args.method)
+    check_bin_width("--bin-width", args.bin_width)
+    check_real("--beta", args.beta, 0.0, 1.0)
+    if args.round_to is not None:
+        check_int("--round-to", args.round_to)
     scores = read_entropy_list(args.entropy_file)
     proxy, seconds = _timed_select(
         scores, k=args.k, fraction=args.fraction, method=args.method, seed=args.seed,
         bin_width=args.bin_width, beta=args.beta, device=args.device, round_to=args.round_to,
     )
+    _refuse_empty(proxy, args)
     print(bin_table(proxy))
     print(_summary(proxy, seconds))
     proxy.save(args.out)
@@ -107,23 +146,25 @@ def _run_select(args: argparse.Namespace) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    if args.n < 1:
-        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    check_int("--n", args.n)
+    _check_selection_arguments(args)
+    check_output_dir("--out", args.out, [_DEMO_PROXY, _DEMO_PLOT])
     scores = imagenet_scale_scores(args.n, seed=args.seed)
     print(f"scores: {args.n:,} examples resampled from the built-in CIFAR-100 / ResNet-56 entropies "
           "(the shape of a real distribution; not ImageNet scores)")
     options = dict(fraction=args.fraction, method="p1", seed=args.seed, bin_width=0.25, device=args.device)
     proxy, first = _timed_select(scores, **options)
+    _refuse_empty(proxy, args)
     # The first call also pays one-time costs (thread pool start, first memory touches).
     best = min(_timed_select(scores, **options)[1] for _ in range(_DEMO_REPEATS))
     print(bin_table(proxy))
     print(f"{_summary(proxy, best)} (P1, bin width 0.25; best of {_DEMO_REPEATS} repeats, "
           f"first call {first * 1e3:.1f} ms)")
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "proxy_p1.proxyset")
+    path = os.path.join(args.out, _DEMO_PROXY)
     proxy.save(path)
     print(f"wrote {path}")
-    plot_path = os.path.join(args.out, "histogram.png")
+    plot_path = os.path.join(args.out, _DEMO_PLOT)
     try:
         plot_histogram(proxy, scores, plot_path)
     except ImportError as error:
@@ -155,14 +196,26 @@ _COMMANDS = {"select": _run_select, "demo": _run_demo, "info": _run_info}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    _line_buffered_output()
+    prog = "proxyfast"
     try:
         args = _build_parser().parse_args(argv)
+        prog = " ".join(["proxyfast", args.command] + ([args.suite] if getattr(args, "suite", None) else []))
         _COMMANDS[args.command](args)
     except _UsageError as error:
         print(f"{error}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError, ImportError) as error:
         message = " ".join(str(error).split())  # one line, whatever the exception held
-        print(f"proxyfast: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _line_buffered_output() -> None:
+    # Piped (| tee, a batch job's log), Python buffers stdout in blocks: the per-epoch
+    # lines would appear minutes late, after the progress lines on stderr.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from ._atomic import atomic_write
+from ._checks import check_device, check_output_dir
 from .bench import (
     SETTINGS,
     bench_search,
@@ -62,15 +63,7 @@ def _fraction(text: str) -> float:
 
 
 def _device(name: str | None) -> torch.device:
-    try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise ValueError(f"--device: not a device: {name!r} (cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
-    return device
+    return resolve_device(None) if name is None else check_device("--device", name)
 
 
 def _apply_threads(threads: int | None) -> None:
@@ -95,6 +88,7 @@ def _run_validate(args: argparse.Namespace, device: torch.device) -> None:
 
 def _run_search(args: argparse.Namespace) -> None:
     device = _device(args.device)
+    check_output_dir("--out", args.out, [])
     _apply_threads(args.threads)
     if args.validate:
         _run_validate(args, device)

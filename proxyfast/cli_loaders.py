@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 
 from . import data
+from ._checks import check_int, check_output_paths
+from .cli_pipeline import _check_data_arguments
 from .loaders import write_beton
 from .loaders.ffcv import IMAGE_FORMATS
 
@@ -19,6 +21,11 @@ __all__ = ["add_commands"]
 
 
 def _run_beton(args: argparse.Namespace) -> None:
+    _check_data_arguments(args)
+    check_int("--jpeg-quality", args.jpeg_quality, 1, 100)
+    if args.num_workers is not None:
+        check_int("--num-workers", args.num_workers)
+    check_output_paths({"--out": args.out})
     dataset = data.load_dataset(args.dataset, root=args.data_root, train=args.split == "train",
                                 image_size=args.image_size)
     start = time.perf_counter()

@@ -20,12 +20,23 @@ from collections.abc import Callable
 
 import torch
 
-from .data import DATASET_NAMES, load_dataset
+from ._checks import (
+    check_bin_width,
+    check_device,
+    check_fraction,
+    check_input_files,
+    check_int,
+    check_output_dir,
+    check_output_paths,
+    check_real,
+    same_file,
+)
+from .data import DATASET_NAMES, dataset_fingerprint, load_dataset
 from .io import write_entropy_list
 from .models import CifarResNet
 from .pipeline import PipelineConfig, run_pipeline
-from .pretrain import load_model, train
-from .scoring import score
+from .pretrain import load_checkpoint, load_model, train
+from .scoring import DatasetMismatchError, score
 
 __all__ = ["add_commands"]
 
@@ -59,7 +70,8 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     pretrain.add_argument("--lr", type=float, default=0.2, help="peak one-cycle learning rate (default 0.2)")
     pretrain.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
     pretrain.add_argument("--no-augment", action="store_true", help="no random shifts and flips")
-    pretrain.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    pretrain.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                          help="bfloat16 autocast (default: where the device runs bfloat16 natively)")
     pretrain.add_argument("--seed", type=int, default=0, help="default 0")
     pretrain.add_argument("--out", required=True, help="the checkpoint file (resumed when it exists)")
     pretrain.add_argument("--no-resume", action="store_true", help="start over even when --out exists")
@@ -89,21 +101,30 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     pipeline.add_argument("--fraction", type=float, default=defaults.fraction, help=f"default {defaults.fraction}")
     pipeline.add_argument("--bin-width", type=float, default=defaults.bin_width, help=f"default {defaults.bin_width}")
     pipeline.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    pipeline.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                          help="train the baseline under bfloat16 autocast (default: where the device runs it natively)")
     _add_run_arguments(pipeline)
     return {"pretrain": _run_pretrain, "score": _run_score, "pipeline": _run_pipeline}
 
 
+_MAX_SEED = 2**63 - 1
+
+
+def _check_data_arguments(args: argparse.Namespace) -> None:
+    if args.image_size is not None:
+        if args.dataset != "imagefolder":
+            raise ValueError(f"--image-size applies to --dataset imagefolder only, not {args.dataset}")
+        check_int("--image-size", args.image_size)
+
+
 def _setup(args: argparse.Namespace) -> torch.device:
+    """Checks --threads and --device, then applies --threads; returns the device."""
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
+        check_int("--threads", args.threads)
+    device = check_device("--device", args.device) if args.device is not None else None
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.device is not None:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {args.device!r} is not available: this torch has no usable CUDA device")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _channels_and_classes(dataset) -> tuple[int, int]:
@@ -112,6 +133,14 @@ def _channels_and_classes(dataset) -> tuple[int, int]:
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
+    _check_data_arguments(args)
+    for name, value, minimum in (("--width", args.width, 1), ("--stem-stride", args.stem_stride, 1),
+                                 ("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2)):
+        check_int(name, value, minimum)
+    check_real("--lr", args.lr, 0.0, open_low=True)
+    check_real("--weight-decay", args.weight_decay, 0.0)
+    check_int("--seed", args.seed, 0, _MAX_SEED)
+    check_output_paths({"--out": args.out})  # an existing --out is the checkpoint to resume, as intended
     device = _setup(args)
     train_set = load_dataset(args.dataset, args.data_root, train=True, image_size=args.image_size)
     test_set = None
@@ -132,13 +161,49 @@ def _run_pretrain(args: argparse.Namespace) -> None:
         print(f"test accuracy: {100 * result.test_accuracy:.2f}%")
 
 
-def _run_score(args: argparse.Namespace) -> None:
-    if args.work_dir is not None or "WORLD_SIZE" in os.environ:
-        _run_score_sharded(args)
-        return
-    device = _setup(args)
+def _check_score_arguments(args: argparse.Namespace) -> torch.device:
+    _check_data_arguments(args)
+    check_int("--batch-size", args.batch_size)
+    check_int("--shard-size", args.shard_size)
+    check_input_files({"--checkpoint": args.checkpoint})
+    check_output_paths({"--out": args.out, "--entropy-list": args.entropy_list}, {"--checkpoint": args.checkpoint})
+    if args.work_dir is not None:
+        check_output_dir("--work-dir", args.work_dir, [])
+        for name, path in (("--out", args.out), ("--entropy-list", args.entropy_list), ("--checkpoint",
+                                                                                          args.checkpoint)):
+            if path is not None and same_file(args.work_dir, path):
+                raise ValueError(f"--work-dir {args.work_dir!r} is also {name}: give the shards their own directory")
+    return _setup(args)
+
+
+def _load_scoring_inputs(args: argparse.Namespace):
+    """The checkpoint's model and the dataset to score, after checking that the model
+    was trained on this dataset's training split (same images, sizes and classes)."""
+    state = load_checkpoint(args.checkpoint)
+    run = state.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
+        raise ValueError(f"--checkpoint {args.checkpoint!r} holds no baseline run: write it with 'proxyfast pretrain'")
     model = load_model(args.checkpoint)
     dataset = load_dataset(args.dataset, args.data_root, train=args.split == "train", image_size=args.image_size)
+    trained_on = run.get("dataset")
+    if trained_on is not None:
+        train_split = dataset if args.split == "train" else load_dataset(
+            args.dataset, args.data_root, train=True, image_size=args.image_size)
+        if dataset_fingerprint(train_split) != trained_on:
+            raise DatasetMismatchError(
+                f"--checkpoint {args.checkpoint!r} was trained on other data ({run.get('n', 0):,} examples, "
+                f"fingerprint {trained_on}) than the {args.dataset} training set ({len(train_split):,} examples, "
+                f"fingerprint {dataset_fingerprint(train_split)}): score with a baseline trained on {args.dataset}"
+            )
+    return model, dataset
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    device = _check_score_arguments(args)
+    if args.work_dir is not None or "WORLD_SIZE" in os.environ:
+        _run_score_sharded(args, device)
+        return
+    model, dataset = _load_scoring_inputs(args)
     started = time.perf_counter()
     scores = score(model, dataset, batch_size=args.batch_size, device=device, features=args.features, amp=args.amp,
                    progress=not args.quiet)
@@ -152,18 +217,16 @@ def _run_score(args: argparse.Namespace) -> None:
         print(f"wrote {args.entropy_list}")
 
 
-def _run_score_sharded(args: argparse.Namespace) -> None:
+def _run_score_sharded(args: argparse.Namespace, device: torch.device) -> None:
     """``score`` in shards over the processes of a ``torchrun`` job (or one process):
     rank 0 merges the shards and writes the outputs."""
     from .distributed import IncompleteScoresError, init_distributed, remove_shards, score_sharded
 
-    device = _setup(args)
     if "WORLD_SIZE" in os.environ and device.type == "cuda":
         device = None  # under torchrun each process takes the GPU of its local rank
     env = init_distributed(device=device)
     try:
-        model = load_model(args.checkpoint)
-        dataset = load_dataset(args.dataset, args.data_root, train=args.split == "train", image_size=args.image_size)
+        model, dataset = _load_scoring_inputs(args)
         work_dir = args.work_dir if args.work_dir is not None else f"{args.out}.shards"
         started = time.perf_counter()
         try:
@@ -192,9 +255,14 @@ def _run_score_sharded(args: argparse.Namespace) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace) -> None:
+    check_int("--epochs", args.epochs)
+    check_int("--width", args.width)
+    check_fraction("--fraction", args.fraction)
+    check_bin_width("--bin-width", args.bin_width)
+    check_int("--seed", args.seed, 0, _MAX_SEED)
     device = _setup(args)
     config = PipelineConfig(
         out=args.out, data_root=args.data_root, epochs=args.epochs, width=args.width, fraction=args.fraction,
-        bin_width=args.bin_width, seed=args.seed, device=str(device), progress=not args.quiet,
+        bin_width=args.bin_width, seed=args.seed, device=str(device), amp=args.amp, progress=not args.quiet,
     )
     run_pipeline(config)

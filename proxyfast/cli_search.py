@@ -18,29 +18,26 @@ from collections.abc import Callable
 
 import torch
 
+from ._checks import check_input_files, check_int, check_output_dir
+from .cli_pipeline import _check_data_arguments, _setup
 from .data import DATASET_NAMES, load_dataset
 from .distributed import run_job
-from .nas.search import ALGORITHMS, SearchConfig, search
+from .nas.search import ALGORITHMS, OUTPUT_NAMES, SearchConfig, search
 from .nas.supernet import STEMS
 
 __all__ = ["add_commands"]
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r} is not available: this torch has no usable CUDA device")
-    return device
-
-
 def _run_search(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    _check_data_arguments(args)
+    inputs = {"--proxy": args.proxy, "--scores": args.scores}
+    check_input_files(inputs)
+    if args.scores is not None and args.proxy is None:
+        raise ValueError("--scores checks the proxy selected from them: give --proxy too")
+    check_output_dir("--out", args.out, OUTPUT_NAMES, inputs)
+    if args.checkpoint_every is not None:
+        check_int("--checkpoint-every", args.checkpoint_every)
+    device = _setup(args)
     overrides = {
         name: getattr(args, name)
         for name in ("order", "epochs", "batch_size", "channels", "layers", "stem", "stem_stride", "lr",

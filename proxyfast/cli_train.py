@@ -28,8 +28,10 @@ from collections.abc import Callable
 import torch
 
 from ._atomic import atomic_write
+from ._checks import check_int, check_output_dir, check_real
+from ._fileformat import read_text
 from ._version import __version__
-from .cli_pipeline import _add_data_arguments, _add_run_arguments, _setup
+from .cli_pipeline import _add_data_arguments, _add_run_arguments, _check_data_arguments, _setup
 from .data import load_dataset
 from .distributed import run_job
 from .nas.genotypes import Genotype, get_genotype
@@ -41,14 +43,14 @@ __all__ = ["add_commands", "resolve_arch"]
 CHECKPOINT_NAME = "checkpoint.ckpt"
 MODEL_NAME = "model.pt"
 LOG_NAME = "train_log.json"
+OUTPUT_NAMES = (CHECKPOINT_NAME, MODEL_NAME, LOG_NAME, *(f"cell_{cell}.png" for cell in CELLS))
 
 
 def resolve_arch(arch: str) -> Genotype:
     """The genotype an ``--arch`` argument names: a file holding a genotype string (as
     ``proxyfast search`` writes ``genotype.txt``), a registered name, or a genotype string."""
     if os.path.isfile(arch):
-        with open(arch, encoding="utf-8") as file:
-            text = file.read().strip()
+        text = read_text(arch).strip()
         try:
             return Genotype.parse(text)
         except ValueError as error:
@@ -85,7 +87,8 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     train.add_argument("--no-augment", action="store_true", help="no random shifts and flips")
     train.add_argument("--eval-every", type=int, default=0,
                        help="also measure the test accuracy every this many epochs (default 0: at the end only)")
-    train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                          help="bfloat16 autocast (default: where the device runs bfloat16 natively)")
     train.add_argument("--seed", type=int, default=0, help="default 0")
     train.add_argument("--out", required=True, help="output directory (a run there is resumed)")
     train.add_argument("--no-resume", action="store_true", help="start over even when DIR holds a checkpoint")
@@ -93,8 +96,26 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     return {"train": _run_train}
 
 
+def _check_train_arguments(args: argparse.Namespace) -> None:
+    _check_data_arguments(args)
+    for name, value, minimum in (("--epochs", args.epochs, 1), ("--channels", args.channels, 1),
+                                 ("--layers", args.layers, 1), ("--batch-size", args.batch_size, 2),
+                                 ("--cutout", args.cutout, 0), ("--stem-stride", args.stem_stride, 1),
+                                 ("--eval-every", args.eval_every, 0)):
+        check_int(name, value, minimum)
+    check_int("--seed", args.seed, 0, 2**63 - 1)
+    check_real("--lr", args.lr, 0.0, open_low=True)
+    check_real("--weight-decay", args.weight_decay, 0.0)
+    check_real("--grad-clip", args.grad_clip, 0.0)
+    check_real("--drop-path", args.drop_path, 0.0, 1.0, open_high=True)
+    check_real("--auxiliary-weight", args.auxiliary_weight, 0.0)
+    arch_file = args.arch if os.path.isfile(args.arch) else None
+    check_output_dir("--out", args.out, OUTPUT_NAMES, {"--arch": arch_file})
+
+
 def _run_train(args: argparse.Namespace) -> None:
     genotype = resolve_arch(args.arch)
+    _check_train_arguments(args)
     device = _setup(args)
     # Under torchrun every process trains its share of each batch.
     run_job(lambda rank_device, is_main: _train(args, genotype, rank_device, is_main), device)

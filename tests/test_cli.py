@@ -90,13 +90,13 @@ def test_demo_selects_and_writes_its_files(capsys, tmp_path):
         (["select", "--entropy-file", "{entropy}", "--k", "three", "--out", "x"], "invalid int value: 'three'"),
         (["select", "--entropy-file", "{entropy}", "--fraction", "1.5", "--out", "x"], r"fraction must be in (0, 1]"),
         (["select", "--entropy-file", "{entropy}", "--k", "5000", "--out", "x"], "k = 5000 exceeds"),
-        (["select", "--entropy-file", "{entropy}", "--k", "-2", "--out", "x"], "k must be non-negative"),
+        (["select", "--entropy-file", "{entropy}", "--k", "-2", "--out", "x"], "--k must be at least 0, got -2"),
         (["select", "--entropy-file", "{entropy}", "--k", "3", "--method", "p9", "--out", "x"], "unknown method 'p9'"),
         (["select", "--entropy-file", "{entropy}", "--k", "3", "--beta", "2", "--out", "x"], "beta must be in [0, 1]"),
         (["select", "--entropy-file", "{missing}", "--k", "3", "--out", "x"], "No such file or directory"),
         (["select", "--entropy-file", "{entropy}", "--k", "3", "--device", "gpu0", "--out", "x"], "device 'gpu0'"),
         (["info", "{entropy}"], "not a proxyfast proxy set file"),
-        (["demo", "--n", "0"], "--n must be a positive integer"),
+        (["demo", "--n", "0"], "--n must be at least 1, got 0"),
     ],
 )
 def test_errors_are_one_line_on_stderr_with_status_2(capsys, tmp_path, entropy_file, argv, message):
@@ -115,7 +115,7 @@ def test_python_dash_m_runs_the_command(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("proxyfast: error: ") and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("proxyfast info: error: ") and len(result.stderr.splitlines()) == 1
     version = subprocess.run([sys.executable, "-m", "proxyfast", "--version"], capture_output=True, text=True,
                              cwd=ROOT, timeout=120)
     assert version.returncode == 0 and version.stdout.strip() == "proxyfast 0.1.0"

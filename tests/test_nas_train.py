@@ -399,7 +399,7 @@ def test_train_command_bad_arch_is_a_one_line_error(capsys, tmp_path, arch, matc
     argv = ["train", "--arch", arch, "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "run")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("proxyfast: error: ") and match in err and err.count("\n") == 1
+    assert err.startswith("proxyfast train: error: ") and match in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_device
 from ..data._iterate import Progress
 
 __all__ = ["CallTiming", "describe_device", "resolve_device", "synchronize", "time_calls"]
@@ -20,7 +21,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     """``device`` as a ``torch.device``; None is CUDA when available, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device("device", device)
 
 
 def synchronize(device: torch.device) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 import platform
 import time
@@ -40,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._atomic import atomic_write
-from .._checks import check_int
+from .._checks import check_device, check_int, check_output_dir, check_real
 from .._version import __version__
 from ..data._iterate import Progress, to_float_images
 from ..data.fingerprint import dataset_fingerprint
@@ -59,6 +58,9 @@ ALGORITHMS = ("darts", "pcdarts")
 CHECKPOINT_NAME = "search.ckpt"
 LOG_NAME = "search_log.json"
 GENOTYPE_NAME = "genotype.txt"
+# Every file a search writes into its output directory.
+OUTPUT_NAMES = (CHECKPOINT_NAME, LOG_NAME, GENOTYPE_NAME, "alphas_normal.png", "alphas_reduce.png", "cell_normal.png",
+                "cell_reduce.png")
 LOG_FORMAT = "proxyfast-search-log"
 LOG_VERSION = 1
 
@@ -75,17 +77,6 @@ _PCDARTS_DEFAULTS: dict[str, Any] = {
     "partial_channels": 4,
     "warmup_epochs": 15,
 }
-
-
-def _real(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False,
-          open_high: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    too_low = value <= low if open_low else value < low
-    too_high = value >= high if open_high else value > high
-    if math.isnan(value) or too_low or too_high:
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -156,14 +147,14 @@ class SearchConfig:
         if self.stem != "cifar" and self.stem_stride != 1:
             raise ValueError(f"stem_stride applies to the cifar stem only, got {self.stem_stride} "
                              f"with stem {self.stem!r}")
-        _real("lr", self.lr, 0.0, open_low=True)
-        _real("lr_min", self.lr_min, 0.0, self.lr)
-        _real("momentum", self.momentum, 0.0, 1.0, open_high=True)
-        _real("weight_decay", self.weight_decay, 0.0)
-        _real("arch_lr", self.arch_lr, 0.0, open_low=True)
-        _real("arch_weight_decay", self.arch_weight_decay, 0.0)
-        _real("grad_clip", self.grad_clip, 0.0, open_low=True)
-        _real("train_portion", self.train_portion, 0.0, 1.0, open_low=True, open_high=True)
+        check_real("lr", self.lr, 0.0, open_low=True)
+        check_real("lr_min", self.lr_min, 0.0, self.lr)
+        check_real("momentum", self.momentum, 0.0, 1.0, open_high=True)
+        check_real("weight_decay", self.weight_decay, 0.0)
+        check_real("arch_lr", self.arch_lr, 0.0, open_low=True)
+        check_real("arch_weight_decay", self.arch_weight_decay, 0.0)
+        check_real("grad_clip", self.grad_clip, 0.0, open_low=True)
+        check_real("train_portion", self.train_portion, 0.0, 1.0, open_low=True, open_high=True)
         if self.algo == "pcdarts":
             if self.partial_channels is None:
                 raise ValueError("algo 'pcdarts' needs partial_channels (4 in PC-DARTS); "
@@ -539,10 +530,13 @@ def search(
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
     if checkpoint_every is not None:
         check_int("checkpoint_every", checkpoint_every)
+    device = check_device("device", device) if device is not None else torch.device("cpu")
+    input_files = {name: value for name, value in (("proxy", proxy), ("scores", scores))
+                   if isinstance(value, (str, os.PathLike))}
+    check_output_dir("out_dir", out_dir, OUTPUT_NAMES, input_files)
     if len(dataset) < 4:
         raise ValueError(f"the dataset needs at least 4 examples for a search, got {len(dataset)}")
     proxy = _resolve_proxy(proxy, dataset, scores)
-    device = torch.device(device) if device is not None else torch.device("cpu")
     rank, world_size = distributed_rank()
     main_rank = rank == 0
     say = log if (log is not None and main_rank) else (lambda _: None)

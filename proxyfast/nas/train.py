@@ -15,7 +15,6 @@ are averaged by ``DistributedDataParallel``, and rank 0 alone writes and prints.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections.abc import Callable
@@ -27,11 +26,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._checks import check_int
+from .._checks import check_device, check_int, check_real
 from ..data._iterate import Progress, iterate_batches, to_float_images
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.pytorch import distributed_rank
 from ..pretrain import _autocast, dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
+from ..runtime import resolve_amp, use_channels_last
 from ..scoring import input_memory_format
 from .genotypes import Genotype, get_genotype
 from .network import EvalNetwork
@@ -104,17 +104,6 @@ def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _check_number(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False,
-                  open_high: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (value > low if open_low else value >= low) or not (value < high if open_high else value <= high):
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high or high == math.inf else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return value
-
-
 def _image_channels_and_classes(dataset, num_classes: int | None) -> tuple[int, int]:
     """(input channels, classes) of an image dataset."""
     first = dataset[0][0]
@@ -181,8 +170,8 @@ def train_network(
     num_classes: int | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
-    amp: bool = False,
-    channels_last: bool = True,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     eval_every: int = 0,
@@ -215,8 +204,10 @@ def train_network(
         seed: seeds the initial weights, the example order, the augmentation, cutout and
             drop-path: the same seed gives the same run.
         device: where to train; default CUDA when available.
-        amp: bfloat16 autocast.
-        channels_last: channels-last memory order for the network and its inputs.
+        amp: bfloat16 autocast; None (default): where the device runs bfloat16 natively
+            (:func:`proxyfast.runtime.native_bfloat16`).
+        channels_last: channels-last memory order for the network and its inputs; None
+            (default): the device's choice (:func:`proxyfast.runtime.use_channels_last`).
         checkpoint: a file written atomically after every epoch; with ``resume`` an
             existing one continues the run, which ends exactly as an uninterrupted run
             would (it must be the same run: same genotype, data and settings).
@@ -234,13 +225,13 @@ def train_network(
     seed = check_int("seed", seed, 0)
     cutout = check_int("cutout", cutout, 0)
     eval_every = check_int("eval_every", eval_every, 0)
-    lr = _check_number("lr", lr, 0.0, open_low=True)
-    momentum = _check_number("momentum", momentum, 0.0, 1.0, open_high=True)
-    weight_decay = _check_number("weight_decay", weight_decay, 0.0)
+    lr = check_real("lr", lr, 0.0, open_low=True)
+    momentum = check_real("momentum", momentum, 0.0, 1.0, open_high=True)
+    weight_decay = check_real("weight_decay", weight_decay, 0.0)
     if grad_clip is not None:
-        grad_clip = _check_number("grad_clip", grad_clip, 0.0, open_low=True)
-    auxiliary_weight = _check_number("auxiliary_weight", auxiliary_weight, 0.0)
-    drop_path_prob = _check_number("drop_path_prob", drop_path_prob, 0.0, 1.0, open_high=True)
+        grad_clip = check_real("grad_clip", grad_clip, 0.0, open_low=True)
+    auxiliary_weight = check_real("auxiliary_weight", auxiliary_weight, 0.0)
+    drop_path_prob = check_real("drop_path_prob", drop_path_prob, 0.0, 1.0, open_high=True)
     if crop_padding is not None:
         crop_padding = check_int("crop_padding", crop_padding, 0)
     rank, world_size = distributed_rank()
@@ -254,7 +245,8 @@ def train_network(
     in_channels, num_classes = _image_channels_and_classes(train_set, num_classes)
     say = (log or (lambda _: None)) if rank == 0 else (lambda _: None)
     progress = progress and rank == 0
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = check_device("device", device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     cuda_devices = [device.index] if device.type == "cuda" else []
@@ -263,7 +255,8 @@ def train_network(
         torch.manual_seed(seed)
         model = EvalNetwork(genotype, channels, num_classes, layers, in_channels, auxiliary=auxiliary_weight > 0,
                             stem=stem, stem_stride=stem_stride).to(device)
-        if channels_last:
+        amp = resolve_amp(amp, device)
+        if use_channels_last(model, device, channels_last):
             model.to(memory_format=torch.channels_last)
         memory_format = input_memory_format(model)
         parameters = model.num_parameters()

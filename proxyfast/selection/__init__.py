@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .. import ops
+from .._checks import check_bin_width, check_device, check_fraction, check_method
 from ..proxyset import ProxySet
 from ..scoring import Scores, as_scores
 from . import forgetting, kcenter, methods  # noqa: F401  (register the built-in methods)
@@ -32,11 +33,7 @@ def _proxy_size(n: int, k: Any, fraction: Any, round_to: Any) -> int:
     if (k is None) == (fraction is None):
         raise ValueError(f"give exactly one of k and fraction, got k={k!r} and fraction={fraction!r}")
     if fraction is not None:
-        if not _is_real(fraction):
-            raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
-        if not 0 < fraction <= 1:  # also false for nan
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-        k = math.floor(fraction * n)
+        k = math.floor(check_fraction("fraction", fraction) * n)
     else:
         if not _is_integer(k):
             raise TypeError(f"k must be an integer, got {type(k).__name__}")
@@ -62,12 +59,7 @@ def _check_number(name: str, value: Any, low: float, high: float) -> float:
 
 
 def _target_device(device: torch.device | str) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device {device!r} is not a valid device: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA device")
+    device = check_device("device", device)
     if device.type == "cuda" and not ops.has_cuda_kernels():
         raise ValueError(
             f"device {str(device)!r}: this proxyfast build has no CUDA kernels; rebuild it with a CUDA build of "
@@ -114,11 +106,9 @@ def select(
         A :class:`ProxySet` whose indices are in a seeded random order, so that
         :meth:`ProxySet.split` gives unbiased halves.
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; available methods: {', '.join(available_methods())}")
+    check_method(method)
     seed = ops.check_seed(seed)
-    if not _is_real(bin_width) or not (math.isfinite(bin_width) and bin_width > 0):
-        raise ValueError(f"bin_width must be a positive finite number, got {bin_width!r}")
+    check_bin_width("bin_width", bin_width)
     beta = _check_number("beta", beta, 0.0, 1.0)
     target = _target_device(device) if device is not None else None
 
