@@ -159,6 +159,10 @@ def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 
     if k < 0:
         raise ValueError(f"k must be non-negative, got {k}")
     seed = check_seed(seed)
+    if isinstance(stream, bool) or not isinstance(stream, int):
+        raise TypeError(f"stream must be an integer, got {type(stream).__name__}")
+    if not 0 <= stream < 2**32:
+        raise ValueError(f"stream must be in [0, 2^32 - 1], got {stream}")
     low, high = (float(v) for v in torch.aminmax(weights))
     if math.isnan(low) or math.isnan(high) or math.isinf(high):
         raise ValueError("weights must be finite; found inf or NaN")
@@ -167,7 +171,7 @@ def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 
     positive = int(torch.count_nonzero(weights))
     if k > positive:
         raise ValueError(f"k = {k} exceeds the number of positive weights ({positive})")
-    return torch.ops.proxyfast.weighted_sample.default(weights, k, seed, int(stream))
+    return torch.ops.proxyfast.weighted_sample.default(weights, k, seed, stream)
 
 
 @torch.library.register_fake("proxyfast::entropy")

@@ -42,8 +42,10 @@ inline float exp_nonpositive(float x) {
 // Adds logit x's terms of delta2 and u2 (common/entropy_math.h), or counts it as a
 // copy of the maximum. Branch-free so that the loops calling it vectorize.
 inline void accumulate_entropy_term(float x, float top1, float top2, float& delta2, float& u2, int32_t& ties) {
-  const float e = x - top2;  // <= 0 for every logit below the maximum
-  const float exp_e = exp_nonpositive(max_f(min_f(e, 0.0f), kEntropyExpFloor));
+  // x - top2 <= 0 for every logit below the maximum; clamped before use, since it can
+  // overflow to +-inf for finite logits of opposite signs (a term of 0 times inf is NaN).
+  const float e = max_f(min_f(x - top2, 0.0f), kEntropyExpFloor);
+  const float exp_e = exp_nonpositive(e);
   const float t = x < top1 ? exp_e : 0.0f;
   delta2 += t;
   u2 += t * -e;
