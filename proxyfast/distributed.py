@@ -41,6 +41,7 @@ from torch import distributed as dist
 from torch import nn
 
 from ._atomic import atomic_write
+from ._checks import check_device
 from ._version import __version__
 from .data._iterate import Progress
 from .data.fingerprint import dataset_fingerprint
@@ -218,6 +219,8 @@ def score_sharded(
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if device is not None:
+        device = check_device("device", device)
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty")

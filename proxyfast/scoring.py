@@ -45,6 +45,7 @@ from torch import nn
 
 from . import ops
 from ._atomic import atomic_write
+from ._checks import check_device
 from ._fileformat import DIGEST_SIZE as _DIGEST_SIZE
 from ._fileformat import PREAMBLE as _PREAMBLE
 from ._fileformat import read_preamble
@@ -479,6 +480,8 @@ def score(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if device is not None:
+        device = check_device("device", device)
     n_dataset = len(dataset)
     if n_dataset == 0:
         raise ValueError("the dataset is empty")
@@ -493,7 +496,6 @@ def score(
     _check_model_fits(model, dataset)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    device = torch.device(device)
     model.to(device)
     memory_format = input_memory_format(model)
 

@@ -25,6 +25,7 @@ from proxyfast._atomic import atomic_write
 from proxyfast.binning import MAX_BINS, histogram_edges
 from proxyfast.cli import main
 from proxyfast.data import digits
+from proxyfast.distributed import score_sharded
 from proxyfast.io import read_entropy_list, write_entropy_list
 from proxyfast.models import CifarResNet
 from proxyfast.nas import get_genotype
@@ -518,13 +519,15 @@ def test_weighted_sample_refuses_a_fractional_or_out_of_range_stream():
     assert ops.weighted_sample(weights, 3, 0, stream=2**32 - 1).shape == (3,)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (torch.cuda.is_available() and ops.has_cuda_kernels()), reason="needs a GPU and the CUDA kernels"))])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_finite_logits_at_the_ends_of_the_range_give_a_finite_entropy(dtype):
+def test_finite_logits_at_the_ends_of_the_range_give_a_finite_entropy(dtype, device):
     big = torch.finfo(dtype).max
     rows = [[-3e38, 3e38], [3e38, -3e38, -3e38], [-3e38, 3e38, 3e38], [-big, big, 0.0], [big, big, -big],
             [-big, -big], [3e38, 1.0, -3e38]]
     logits = torch.tensor([row + [row[-1]] * (3 - len(row)) for row in rows], dtype=torch.float32).to(dtype)
-    entropy, log10 = ops.entropy(logits)
+    entropy, log10 = (value.cpu() for value in ops.entropy(logits.to(device)))
     assert bool(torch.isfinite(log10).all())
     expected_entropy, expected_log10 = entropy_reference(logits.float().numpy().astype(np.float64))
     np.testing.assert_allclose(log10.numpy(), expected_log10, rtol=1e-6)
@@ -558,8 +561,15 @@ def test_a_digits_checkpoint_does_not_score_fashion_mnist(capsys, tmp_path, rng)
     assert status == 0 and len(Scores.load(tmp_path / "s.pxscores")) == 359
 
 
-def test_score_refuses_a_model_that_does_not_fit_the_dataset():
+def test_score_refuses_a_bad_device_and_a_model_that_does_not_fit_the_dataset(tmp_path):
     dataset = digits(train=False)
+    model = CifarResNet(depth=8, num_classes=10, in_channels=1, width=2)
+    for device in ("bogus", "cuda:x"):
+        with pytest.raises(ValueError, match=f"device '{device}' is not a valid device"):
+            score(model, dataset, device=device)
+        with pytest.raises(ValueError, match=f"device '{device}' is not a valid device"):
+            score_sharded(model, dataset, tmp_path / "work", device=device)
+    assert not (tmp_path / "work").exists()
     with pytest.raises(DatasetMismatchError, match=r"takes 3-channel images, but the dataset \(digits-test\) holds "
                                                    "1-channel images"):
         score(CifarResNet(depth=8, num_classes=10, in_channels=3, width=2), dataset)
