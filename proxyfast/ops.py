@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from . import _C  # noqa: F401  (loads the library, which registers the operators)
+from ._extension import _C  # noqa: F401  (loads the library, which registers the operators)
 
 __all__ = [
     "entropy",
