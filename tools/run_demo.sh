@@ -5,5 +5,5 @@
 # About 5 minutes on 2 cores; a second run resumes from what the first wrote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh >/dev/null
+bash tools/setup.sh
 .venv/bin/proxyfast pipeline --out out/pipeline "$@"
