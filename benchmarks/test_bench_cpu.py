@@ -12,9 +12,8 @@ import torch
 
 import proxyfast
 from proxyfast import ops
-from proxyfast.reference import paper_p_sampler
 
-from .baselines import paper_p1_loop, textbook_entropy
+from .baselines import paper_p1_loop, paper_p_sampler, textbook_entropy
 from .conftest import IMAGENET_K, IMAGENET_N
 
 ENTROPY_SHAPE = (100_000, 1000)

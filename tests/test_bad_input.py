@@ -32,7 +32,7 @@ from proxyfast.nas import get_genotype
 from proxyfast.pipeline import PipelineConfig, run_pipeline
 from proxyfast.pretrain import train
 from proxyfast.proxyset import ProxySet
-from proxyfast.reference import entropy_reference
+from reference import entropy_reference
 from proxyfast.scoring import DatasetMismatchError, Scores, score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import torch
 
 from proxyfast import ops
 from proxyfast.binning import histogram, histogram_edges
-from proxyfast.reference import histogram_reference
+from reference import histogram_reference
 
 
 @pytest.mark.parametrize("n", [1, 2, 17, 1000, 65537])

@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 
 from proxyfast import ops
-from proxyfast.reference import successive_sampling_probabilities
+from reference import successive_sampling_probabilities
 
 TRIALS = 20_000
 
