@@ -1,7 +1,8 @@
-"""Plain numpy / Python reference implementations of the proxyfast operators.
+"""Plain numpy / Python reference implementations of the proxyfast operators, for the tests.
 
-They are slow and simple on purpose: the tests compare the fast kernels against them,
-and the benchmarks time the fast paths against the paper's numpy sampler.
+They are slow and simple on purpose. The ``paper_*`` functions compute as the paper's
+public sampler does (float64, strict bin membership, per-bin probabilities divided among
+the bin's examples), not as the library does.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import numpy as np
 __all__ = [
     "entropy_reference",
     "histogram_reference",
-    "selection_weights_reference",
     "paper_edges",
-    "paper_p_sampler",
+    "paper_histogram",
+    "paper_example_probabilities",
+    "ranking_reference",
+    "two_group_count_distribution",
     "successive_sampling_probabilities",
 ]
 
@@ -82,18 +85,6 @@ def histogram_reference(log10_entropy, bin_width: float) -> tuple[np.ndarray, np
     return np.array(edges), ids, np.bincount(ids, minlength=n_bins)
 
 
-def selection_weights_reference(bin_ids, counts, method: str) -> np.ndarray:
-    """Per-example weights of P1, P2 or P3 (DESIGN.md section 2.3), unnormalised."""
-    counts = np.asarray(counts, dtype=np.float64)
-    h = counts[np.asarray(bin_ids)]
-    if method == "p1":
-        return (counts.max() - h + 1.0) / h
-    if method == "p2":
-        return 1.0 / h
-    if method == "p3":
-        return 1.0 / h**2
-    raise ValueError(f"unknown method {method!r}")
-
 
 def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:
     """The bin edges as the paper's code builds them (``np.arange`` up to the raised top)."""
@@ -106,19 +97,6 @@ def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:
         hi += bin_width
     return np.arange(lo, hi + bin_width, bin_width)
 
-
-def paper_p_sampler(entropy, fraction: float, sampling_type: int, bin_width: float, rng: np.random.Generator):
-    """The paper's P1/P2/P3 selection written with numpy (histogram by searchsorted, then
-    ``rng.choice(N, k, replace=False, p=...)`` and a shuffle): the speed baseline."""
-    log_entropy = np.log10(np.asarray(entropy, dtype=np.float64))
-    edges = paper_edges(log_entropy, bin_width)
-    bin_ids = np.clip(np.searchsorted(edges, log_entropy, side="right") - 1, 0, len(edges) - 2)
-    counts = np.bincount(bin_ids, minlength=len(edges) - 1)
-    weights = selection_weights_reference(bin_ids, counts, f"p{sampling_type}")
-    k = int(np.floor(fraction * len(log_entropy)))
-    indices = rng.choice(len(log_entropy), size=k, replace=False, p=weights / weights.sum())
-    rng.shuffle(indices)
-    return indices
 
 
 def successive_sampling_probabilities(weights, k: int) -> tuple[dict, dict]:
@@ -138,3 +116,73 @@ def successive_sampling_probabilities(weights, k: int) -> tuple[dict, dict]:
         key = frozenset(seq)
         sets[key] = sets.get(key, 0.0) + p
     return sequences, sets
+
+
+def paper_histogram(log_entropy, bin_width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges, bin ids and counts as the paper's sampler builds them: an example belongs to
+    bin i when edges[i] < v < edges[i + 1]; a value on an edge is an error there."""
+    values = np.asarray(log_entropy, dtype=np.float64)
+    edges = paper_edges(values, bin_width)
+    if np.isin(values, edges).any():
+        raise ValueError("a value lies on a bin edge: the paper's sampler rejects it")
+    ids = np.searchsorted(edges, values, side="left") - 1
+    return edges, ids, np.bincount(ids, minlength=len(edges) - 1)
+
+
+def paper_example_probabilities(bin_ids, counts, sampling_type: int) -> np.ndarray:
+    """The paper's per-example selection probabilities: a probability per bin (P1:
+    (max h - h + 1) for non-empty bins, P2: the same for every bin, P3: 1 / h), shared
+    equally by the bin's examples, normalised over the examples."""
+    histo = np.asarray(counts, dtype=np.float64)
+    if sampling_type == 1:
+        bin_probability = (histo.max() - histo + 1.0) * (histo != 0)
+        bin_probability = bin_probability / bin_probability.sum()
+    elif sampling_type == 2:
+        bin_probability = np.full(len(histo), 1.0 / len(histo))
+    elif sampling_type == 3:
+        bin_probability = np.array([1.0 / h if h != 0 else 0.0 for h in histo])
+    else:
+        raise ValueError(f"unknown sampling type {sampling_type!r}")
+    bin_ids = np.asarray(bin_ids)
+    per_example = bin_probability[bin_ids] / histo[bin_ids]
+    return per_example / per_example.sum()
+
+
+def ranking_reference(values, k: int, method: str, beta: float = 0.9) -> set:
+    """The index set of entropy_top / entropy_bottom / deterministic, ties to the lower
+    index, by Python's stable sort of (value, index) pairs in float64."""
+    values = [float(v) for v in np.asarray(values, dtype=np.float64)]
+    ascending = sorted(range(len(values)), key=lambda i: (values[i], i))
+    descending = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    if method == "entropy_bottom":
+        return set(ascending[:k])
+    if method == "entropy_top":
+        return set(descending[:k])
+    if method == "deterministic":
+        n_low = math.floor(beta * k)
+        low = ascending[:n_low]
+        taken = set(low)
+        high = [i for i in descending if i not in taken][: k - n_low]
+        return taken | set(high)
+    raise ValueError(f"unknown ranking {method!r}")
+
+
+def two_group_count_distribution(n_a: int, w_a: float, n_b: int, w_b: float, k: int) -> np.ndarray:
+    """Exact law of the number of group-A items among k drawn one at a time without
+    replacement, each draw proportional to the weights left (n_a items of weight w_a,
+    n_b of weight w_b): p[a] = P(a items of A drawn), a = 0..k. O(k^2)."""
+    if not 0 <= k <= n_a + n_b:
+        raise ValueError("k must be in [0, n_a + n_b]")
+    p = np.zeros(k + 1)
+    p[0] = 1.0
+    for drawn in range(k):
+        a = np.arange(drawn + 1)
+        left_a = np.maximum(n_a - a, 0) * float(w_a)
+        left_b = np.maximum(n_b - (drawn - a), 0) * float(w_b)
+        total = left_a + left_b
+        to_a = np.divide(left_a, total, out=np.zeros_like(total), where=total > 0)
+        nxt = np.zeros(k + 1)
+        nxt[1:drawn + 2] += p[:drawn + 1] * to_a
+        nxt[:drawn + 1] += p[:drawn + 1] * (1.0 - to_a)
+        p = nxt
+    return p
