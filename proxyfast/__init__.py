@@ -11,14 +11,16 @@ From a dataset and a trained model::
     >>> proxy = proxyfast.select(scores, fraction=0.1, method="kcenter")
 """
 
-from . import data, io, loaders, models, nas
+import importlib
+
+from . import _moved, baseline, data, loaders, models, nas, runtime, scoring, selection
 from ._version import __version__
-from .binning import Histogram, histogram
-from .forgetting import Forgetting, forgetting
+from .baseline import Forgetting, forgetting
 from .ops import entropy, weighted_sample
-from .proxyset import ProxySet
 from .scoring import DatasetMismatchError, Scores, score
-from .selection import available_methods, register_method, select
+from .selection import Histogram, ProxySet, available_methods, histogram, register_method, select
+
+_moved.install()
 
 __all__ = [
     "DatasetMismatchError",
@@ -28,16 +30,26 @@ __all__ = [
     "Scores",
     "__version__",
     "available_methods",
+    "baseline",
     "data",
     "entropy",
     "forgetting",
     "histogram",
-    "io",
     "loaders",
     "models",
     "nas",
     "register_method",
+    "runtime",
     "score",
+    "scoring",
     "select",
+    "selection",
     "weighted_sample",
 ]
+
+
+def __getattr__(name: str):
+    # proxyfast.io, proxyfast.pretrain, ...: the modules that moved, by their old names.
+    if f"{__name__}.{name}" in _moved.MOVED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,10 +43,10 @@ from torch import nn
 from ._atomic import atomic_write
 from ._checks import check_device
 from ._version import __version__
-from .data._iterate import Progress
-from .data.fingerprint import dataset_fingerprint
+from .runtime import Progress
+from .data import dataset_fingerprint
 from .loaders.pytorch import distributed_rank
-from .proxyset import ProxySet
+from .selection import ProxySet
 from .scoring import Scores, model_info, score
 from .selection import select
 

@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import report
+from .selection import summary as report
 from ._atomic import atomic_write
 from ._checks import check_bin_width, check_device, check_fraction, check_int, check_method, check_output_dir, check_real
 from .data import fashion_mnist
-from .io import write_entropy_list
+from .scoring import write_entropy_list
 from .models import resnet20
-from .pretrain import train
+from .baseline import train
 from .runtime import resolve_amp
 from .scoring import Scores, model_info, score
 from .selection import available_methods, select

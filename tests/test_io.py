@@ -1,6 +1,7 @@
 """The entropy-list format: exact round trips, placement by index, every reading error."""
 
 import gzip
+from importlib import resources
 import math
 import os
 
@@ -72,7 +73,7 @@ def test_builtin_list_is_written_back_byte_for_byte(tmp_path):
     assert len(scores) == 50_000 and scores.labels.min() == 0 and scores.labels.max() == 99
     path = tmp_path / "cifar100.txt.gz"
     write_entropy_list(path, scores)
-    packaged = os.path.join(os.path.dirname(datasets.__file__), datasets.BUILTIN_ENTROPY_LIST)
+    packaged = resources.files("proxyfast.data").joinpath(datasets.BUILTIN_ENTROPY_LIST)
     with gzip.open(packaged, "rb") as original, gzip.open(path, "rb") as written:
         assert written.read() == original.read()
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from proxyfast import runtime
 from proxyfast.data import ImageArrayDataset
-from proxyfast.data._iterate import Progress
+from proxyfast.runtime import Progress
 from proxyfast.models import resnet20
 from proxyfast.pretrain import train
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_device
-from ..data._iterate import Progress
+from ..runtime import Progress
 
 __all__ = ["CallTiming", "describe_device", "resolve_device", "synchronize", "time_calls"]
 

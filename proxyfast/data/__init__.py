@@ -1,4 +1,4 @@
-"""Datasets: the built-in score lists and image datasets read from local files.
+"""Datasets: image datasets read from local files (uint8 images [C, H, W] and int labels).
 
 Every reader reads local files only and raises :class:`DatasetNotFoundError` (naming
 the missing path and how to get the data) or :class:`CorruptDatasetError`.
@@ -6,7 +6,6 @@ the missing path and how to get the data) or :class:`CorruptDatasetError`.
 
 from ._files import CorruptDatasetError, DatasetNotFoundError
 from .arrays import ImageArrayDataset
-from .builtin import BUILTIN_ENTROPY_LIST, IMAGENET_TRAIN_SIZE, builtin_entropy_list, imagenet_scale_scores
 from .cifar import cifar10, cifar100
 from .digits import digits
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, fashion_mnist, read_idx
@@ -16,24 +15,33 @@ from .named import DATASET_NAMES, load_dataset
 from .svhn import svhn
 
 __all__ = [
-    "BUILTIN_ENTROPY_LIST",
     "DATASET_NAMES",
     "CorruptDatasetError",
     "DatasetNotFoundError",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ROOT",
-    "IMAGENET_TRAIN_SIZE",
     "IMAGE_EXTENSIONS",
     "ImageArrayDataset",
     "ImageFolder",
-    "builtin_entropy_list",
     "cifar10",
     "cifar100",
     "dataset_fingerprint",
     "digits",
     "fashion_mnist",
-    "imagenet_scale_scores",
     "load_dataset",
     "read_idx",
     "svhn",
 ]
+
+# The built-in score lists moved to proxyfast.scoring (they are scores, not images);
+# these names stay importable from here.
+_MOVED_TO_SCORING = {"BUILTIN_ENTROPY_LIST", "IMAGENET_TRAIN_SIZE", "builtin_entropy_list",
+                     "imagenet_scale_scores", "builtin"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_SCORING:
+        from .. import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..proxyset import ProxySet
+from ..selection import ProxySet
 
 __all__ = ["PARTS", "subset_indices"]
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..data.arrays import ImageArrayDataset
-from ..proxyset import ProxySet
+from ..selection import ProxySet
 from ._subset import subset_indices
 from .._checks import check_int
 from .pytorch import ProxySampler

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .._checks import check_int
-from ..proxyset import ProxySet
+from ..selection import ProxySet
 from ._subset import subset_indices
 
 __all__ = ["CycleLoader", "ProxySampler", "cycle_loader", "distributed_rank", "torch_loader"]

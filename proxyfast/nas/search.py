@@ -41,11 +41,11 @@ from torch.nn import functional as F
 from .._atomic import atomic_write
 from .._checks import check_device, check_int, check_output_dir, check_real
 from .._version import __version__
-from ..data._iterate import Progress, to_float_images
+from ..runtime import Progress, to_float_images
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.pytorch import CycleLoader, distributed_rank, torch_loader
-from ..pretrain import dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
-from ..proxyset import ProxySet
+from ..baseline import dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
+from ..selection import ProxySet
 from ..scoring import Scores
 from .architect import Architect
 from .genotypes import Genotype

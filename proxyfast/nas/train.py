@@ -27,11 +27,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._checks import check_device, check_int, check_real
-from ..data._iterate import Progress, iterate_batches, to_float_images
+from ..runtime import Progress, iterate_batches, to_float_images
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.pytorch import distributed_rank
-from ..pretrain import _autocast, dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
-from ..runtime import resolve_amp, use_channels_last
+from ..baseline import dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
+from ..runtime import autocast, resolve_amp, use_channels_last
 from ..scoring import input_memory_format
 from .genotypes import Genotype, get_genotype
 from .network import EvalNetwork
@@ -132,7 +132,7 @@ def _evaluate(model: EvalNetwork, dataset, batch_size: int, device: torch.device
     correct = torch.zeros(1, dtype=torch.float64, device=device)
     indices = torch.arange(rank, len(dataset), world_size)
     bar = Progress(len(indices), "test", enabled=progress, unit="img")
-    with torch.inference_mode(), _autocast(device, amp):
+    with torch.inference_mode(), autocast(device, amp):
         for _, inputs, labels in iterate_batches(dataset, batch_size, indices):
             logits = model(to_float_images(inputs, device, memory_format))
             correct += (logits.argmax(1) == labels.to(device)).sum()
@@ -357,7 +357,7 @@ def _train_epoch(net: nn.Module, model: EvalNetwork, train_set, shard: torch.Ten
             inputs = random_cutout(inputs, cutout, augmentation)
         x = to_float_images(inputs, device, memory_format)
         y = labels.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             output = net(x)
             logits, aux_logits = output if isinstance(output, tuple) else (output, None)
             loss = F.cross_entropy(logits, y)

@@ -10,12 +10,14 @@ import torch
 
 from .. import ops
 from .._checks import check_bin_width, check_device, check_fraction, check_method
-from ..proxyset import ProxySet
+from .binning import Histogram, histogram
+from .proxyset import ProxySet
 from ..scoring import Scores, as_scores
 from . import forgetting, kcenter, methods  # noqa: F401  (register the built-in methods)
 from .registry import METHODS, SelectionContext, available_methods, register_method
 
-__all__ = ["select", "METHODS", "SelectionContext", "available_methods", "register_method"]
+__all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_methods", "histogram", "register_method",
+           "select"]
 
 # The stream of ops.weighted_sample that orders the selected indices; methods use stream 0.
 SHUFFLE_STREAM = 1

@@ -20,7 +20,7 @@ from functools import cached_property
 import torch
 
 from .. import ops
-from ..binning import Histogram, histogram
+from .binning import Histogram, histogram
 from ..scoring import Scores
 
 __all__ = ["METHODS", "SelectionContext", "available_methods", "register_method"]

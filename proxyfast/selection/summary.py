@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 from .binning import histogram
 from .proxyset import ProxySet
-from .scoring import Scores
+from ..scoring import Scores
 
 __all__ = ["bin_table", "plot_histogram"]
 

@@ -16,8 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cli_bench, cli_loaders
-from ._checks import (
+from . import bench as cli_bench, loaders as cli_loaders
+from .._checks import (
     check_bin_width,
     check_device,
     check_fraction,
@@ -27,16 +27,16 @@ from ._checks import (
     check_output_paths,
     check_real,
 )
-from ._version import __version__
-from .cli_pipeline import add_commands as add_pipeline_commands
-from .cli_search import add_commands as add_search_commands
-from .cli_train import add_commands as add_train_commands
-from .data import imagenet_scale_scores
-from .io import read_entropy_list
-from .proxyset import ProxySet
-from .report import bin_table, plot_histogram
-from .scoring import Scores
-from .selection import available_methods, select
+from .._version import __version__
+from .pipeline import add_commands as add_pipeline_commands
+from .search import add_commands as add_search_commands
+from .train import add_commands as add_train_commands
+from ..scoring import imagenet_scale_scores
+from ..scoring import read_entropy_list
+from ..selection import ProxySet
+from ..selection.summary import bin_table, plot_histogram
+from ..scoring import Scores
+from ..selection import available_methods, select
 
 __all__ = ["main"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import ops
-from ._checks import check_bin_width
+from .. import ops
+from .._checks import check_bin_width
 
 __all__ = ["Histogram", "histogram", "histogram_edges"]
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from ._atomic import atomic_write
-from ._checks import check_device, check_output_dir
-from .bench import (
+from .._atomic import atomic_write
+from .._checks import check_device, check_output_dir
+from ..bench import (
     SETTINGS,
     bench_search,
     device_defaults,
@@ -33,8 +33,8 @@ from .bench import (
     validate_extrapolation,
     write_report,
 )
-from .bench.settings import ALGOS
-from .bench.timing import resolve_device
+from ..bench.settings import ALGOS
+from ..bench.timing import resolve_device
 
 __all__ = ["add_commands"]
 

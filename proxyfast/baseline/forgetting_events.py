@@ -110,6 +110,6 @@ def forgetting(model: torch.nn.Module, dataset, epochs: int = 10, **train_option
         ``scores.replace(forgetting_counts=result.counts)`` and select with
         ``select(scores, method="forgetting", ...)``.
     """
-    from .pretrain import train
+    from .train import train
 
     return train(model, dataset, epochs=epochs, track_forgetting=True, **train_options).forgetting

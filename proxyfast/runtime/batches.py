@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import tqdm
 
-from .arrays import ImageArrayDataset
+from ..data import ImageArrayDataset
 
 __all__ = ["Progress", "iterate_batches", "to_float_images"]
 

@@ -34,14 +34,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._atomic import atomic_write
-from ._fileformat import DIGEST_SIZE as _DIGEST_SIZE
-from ._fileformat import PREAMBLE as _PREAMBLE
-from ._fileformat import read_preamble
-from ._version import __version__
+from .._atomic import atomic_write
+from .._fileformat import DIGEST_SIZE as _DIGEST_SIZE
+from .._fileformat import PREAMBLE as _PREAMBLE
+from .._fileformat import read_preamble
+from .._version import __version__
 from .binning import Histogram
-from .data.fingerprint import dataset_fingerprint as _dataset_fingerprint
-from .scoring import DatasetMismatchError, Scores
+from ..data import dataset_fingerprint as _dataset_fingerprint
+from ..scoring import DatasetMismatchError, Scores
 
 __all__ = ["ProxySet", "BinRow", "MAGIC", "FORMAT_VERSION"]
 

@@ -43,13 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ops
-from ._atomic import atomic_write
-from ._checks import check_device
-from ._fileformat import DIGEST_SIZE as _DIGEST_SIZE
-from ._fileformat import PREAMBLE as _PREAMBLE
-from ._fileformat import read_preamble
-from ._version import __version__
+from .. import ops
+from .._atomic import atomic_write
+from .._checks import check_device
+from .._fileformat import DIGEST_SIZE as _DIGEST_SIZE
+from .._fileformat import PREAMBLE as _PREAMBLE
+from .._fileformat import read_preamble
+from .._version import __version__
+from ..data import dataset_fingerprint
+from ..runtime import Progress, iterate_batches, to_float_images
 
 __all__ = ["DatasetMismatchError", "Scores", "as_scores", "model_info", "score"]
 
@@ -253,8 +255,6 @@ class Scores:
     def check_dataset(self, dataset, source: str = "the scores") -> None:
         """Raises :class:`DatasetMismatchError` unless these scores belong to ``dataset``
         (same size and, where both are known, the same dataset fingerprint)."""
-        from .data.fingerprint import dataset_fingerprint
-
         expected = self.dataset_fingerprint
         actual = dataset_fingerprint(dataset)
         if len(dataset) != len(self) or (expected is not None and actual is not None and expected != actual):
@@ -475,9 +475,6 @@ def score(
         :class:`Scores` with entropy, log10 entropy, labels, predictions and (on request)
         features, and ``meta`` naming the model and the dataset's fingerprint.
     """
-    from .data._iterate import Progress, iterate_batches, to_float_images
-    from .data.fingerprint import dataset_fingerprint
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if device is not None:

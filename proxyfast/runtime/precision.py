@@ -17,13 +17,14 @@ either an order of magnitude of speed or a crash:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
 import torch
 from torch import nn
 
-__all__ = ["cpu_has_native_bfloat16", "native_bfloat16", "resolve_amp", "use_channels_last"]
+__all__ = ["autocast", "cpu_bfloat16_decision", "cpu_has_native_bfloat16", "native_bfloat16", "resolve_amp", "use_channels_last"]
 
 # ONEDNN_MAX_CPU_ISA values (lower case) under which oneDNN still issues bfloat16
 # instructions; any other cap (AVX2, AVX512_CORE, ...) makes it emulate bfloat16.
@@ -114,3 +115,9 @@ def use_channels_last(model: nn.Module, device: torch.device | str, requested: b
                 and module.in_channels < _CHANNELS_LAST_MIN_IN_CHANNELS):
             return False
     return True
+
+
+def autocast(device: torch.device, amp: bool):
+    """bfloat16 autocast on ``device`` when ``amp``, else a context that does nothing.
+    bfloat16 has float32's range: training needs no loss scaling, on CPU or GPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()

@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_input_files, check_int, check_output_dir
-from .cli_pipeline import _check_data_arguments, _setup
-from .data import DATASET_NAMES, load_dataset
-from .distributed import run_job
-from .nas.search import ALGORITHMS, OUTPUT_NAMES, SearchConfig, search
-from .nas.supernet import STEMS
+from .._checks import check_input_files, check_int, check_output_dir
+from .pipeline import _check_data_arguments, _setup
+from ..data import DATASET_NAMES, load_dataset
+from ..distributed import run_job
+from ..nas.search import ALGORITHMS, OUTPUT_NAMES, SearchConfig, search
+from ..nas.supernet import STEMS
 
 __all__ = ["add_commands"]
 

@@ -8,7 +8,6 @@ the way (:mod:`proxyfast.forgetting`). :func:`evaluate` measures accuracy.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -20,13 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._atomic import atomic_write
-from .data._iterate import Progress, iterate_batches, to_float_images
-from .data.fingerprint import dataset_fingerprint
-from .forgetting import Forgetting, ForgettingTracker
-from .models import CifarResNet
-from .runtime import resolve_amp, use_channels_last
-from .scoring import input_memory_format
+from .._atomic import atomic_write
+from ..runtime import Progress, iterate_batches, to_float_images
+from ..data import dataset_fingerprint
+from .forgetting_events import Forgetting, ForgettingTracker
+from ..models import CifarResNet
+from ..runtime import autocast, resolve_amp, use_channels_last
+from ..scoring import input_memory_format
 
 __all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_model", "random_crop_flip", "train"]
 
@@ -69,11 +68,6 @@ def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator)
     return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
-def _autocast(device: torch.device, amp: bool):
-    # bfloat16 has float32's range: training needs no loss scaling, on CPU or GPU.
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-
-
 def evaluate(model: nn.Module, dataset, batch_size: int = 512, device: torch.device | str | None = None,
              amp: bool = False, progress: bool = False) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` in [0, 1] (eval mode; mode restored)."""
@@ -84,7 +78,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 512, device: torch.dev
     correct = torch.zeros((), dtype=torch.int64, device=device)
     bar = Progress(len(dataset), "test", enabled=progress, unit="img")
     try:
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             for _, inputs, labels in iterate_batches(dataset, batch_size):
                 logits = model(to_float_images(inputs, device, memory_format))
                 correct += (logits.argmax(1) == labels.to(device)).sum()
@@ -226,7 +220,7 @@ def train(
                 inputs = random_crop_flip(inputs, pad, generator)
             x = to_float_images(inputs, device, memory_format)
             y = labels.to(device, non_blocking=True)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)

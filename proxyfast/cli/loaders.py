@@ -11,11 +11,11 @@ import os
 import time
 from collections.abc import Callable
 
-from . import data
-from ._checks import check_int, check_output_paths
-from .cli_pipeline import _check_data_arguments
-from .loaders import write_beton
-from .loaders.ffcv import IMAGE_FORMATS
+from .. import data
+from .._checks import check_int, check_output_paths
+from .pipeline import _check_data_arguments
+from ..loaders import write_beton
+from ..loaders.ffcv import IMAGE_FORMATS
 
 __all__ = ["add_commands"]
 

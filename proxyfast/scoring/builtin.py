@@ -13,8 +13,8 @@ from importlib import resources
 
 import numpy as np
 
-from ..io import read_entropy_list
-from ..scoring import Scores
+from .entropy_list import read_entropy_list
+from .scores import Scores
 
 __all__ = ["BUILTIN_ENTROPY_LIST", "IMAGENET_TRAIN_SIZE", "builtin_entropy_list", "imagenet_scale_scores"]
 
@@ -27,7 +27,7 @@ _JITTER_LOG10 = 0.05
 
 def builtin_entropy_list() -> Scores:
     """The 50,000 CIFAR-100 / ResNet-56 entropies with their labels (bin width 0.25 in the paper)."""
-    with resources.as_file(resources.files(__package__).joinpath(BUILTIN_ENTROPY_LIST)) as path:
+    with resources.as_file(resources.files("proxyfast.data").joinpath(BUILTIN_ENTROPY_LIST)) as path:
         scores = read_entropy_list(path)
     scores.meta["source"] = f"proxyfast built-in {BUILTIN_ENTROPY_LIST}"
     return scores

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import (
+from .._checks import (
     check_bin_width,
     check_device,
     check_fraction,
@@ -31,12 +31,12 @@ from ._checks import (
     check_real,
     same_file,
 )
-from .data import DATASET_NAMES, dataset_fingerprint, load_dataset
-from .io import write_entropy_list
-from .models import CifarResNet
-from .pipeline import PipelineConfig, run_pipeline
-from .pretrain import load_checkpoint, load_model, train
-from .scoring import DatasetMismatchError, score
+from ..data import DATASET_NAMES, dataset_fingerprint, load_dataset
+from ..scoring import write_entropy_list
+from ..models import CifarResNet
+from ..pipeline import PipelineConfig, run_pipeline
+from ..baseline import load_checkpoint, load_model, train
+from ..scoring import DatasetMismatchError, score
 
 __all__ = ["add_commands"]
 
@@ -220,7 +220,7 @@ def _run_score(args: argparse.Namespace) -> None:
 def _run_score_sharded(args: argparse.Namespace, device: torch.device) -> None:
     """``score`` in shards over the processes of a ``torchrun`` job (or one process):
     rank 0 merges the shards and writes the outputs."""
-    from .distributed import IncompleteScoresError, init_distributed, remove_shards, score_sharded
+    from ..distributed import IncompleteScoresError, init_distributed, remove_shards, score_sharded
 
     if "WORLD_SIZE" in os.environ and device.type == "cuda":
         device = None  # under torchrun each process takes the GPU of its local rank

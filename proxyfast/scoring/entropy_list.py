@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._atomic import atomic_write
-from ._fileformat import read_text
-from .scoring import Scores
+from .._atomic import atomic_write
+from .._fileformat import read_text
+from .scores import Scores
 
 __all__ = ["read_entropy_list", "write_entropy_list"]
 

@@ -27,16 +27,16 @@ from collections.abc import Callable
 
 import torch
 
-from ._atomic import atomic_write
-from ._checks import check_int, check_output_dir, check_real
-from ._fileformat import read_text
-from ._version import __version__
-from .cli_pipeline import _add_data_arguments, _add_run_arguments, _check_data_arguments, _setup
-from .data import load_dataset
-from .distributed import run_job
-from .nas.genotypes import Genotype, get_genotype
-from .nas.plots import CELLS, plot_cell
-from .nas.train import save_network, train_network
+from .._atomic import atomic_write
+from .._checks import check_int, check_output_dir, check_real
+from .._fileformat import read_text
+from .._version import __version__
+from .pipeline import _add_data_arguments, _add_run_arguments, _check_data_arguments, _setup
+from ..data import load_dataset
+from ..distributed import run_job
+from ..nas.genotypes import Genotype, get_genotype
+from ..nas.plots import CELLS, plot_cell
+from ..nas.train import save_network, train_network
 
 __all__ = ["add_commands", "resolve_arch"]
 
