@@ -120,6 +120,10 @@ def expected_inclusions(weights, k):
 
 @pytest.mark.parametrize("method", ["p1", "p2", "p3"])
 def test_selected_per_bin_follows_the_method_weights(rng, method):
+    """A coarse check of the bin shares on five bins: it catches gross errors only (a 5%
+    error in one bin's inclusion is about 1.3 standard errors of signal here). The exact
+    weights are checked in test_selection_exact.py, the sampler's law with stated power
+    in test_sampler_power.py."""
     counts = np.array([30, 100, 300, 1000, 3000])
     bin_weight = {"p1": counts.max() - counts + 1.0, "p2": np.ones(5), "p3": 1.0 / counts}[method]
     scores = skewed_scores(rng, counts)
