@@ -102,3 +102,63 @@ def test_forgetting_trains_from_scratch_and_counts(rng):
     assert isinstance(result, Forgetting)
     assert result.presentations.tolist() == [3] * 40  # every example once per epoch
     assert bool((result.events <= 1).all())  # three presentations allow one forgetting at most
+
+
+class ScriptedModel(torch.nn.Module):
+    """Predicts each example right or wrong as a script says, presentation by presentation.
+
+    The input image's pixels hold the example's index; script[i, t] is whether example i
+    is predicted right at its t-th forward pass in training mode. The parameter only gives
+    the optimiser something to step (its gradient is zero)."""
+
+    def __init__(self, script: np.ndarray, labels: np.ndarray, classes: int):
+        super().__init__()
+        self.script = torch.from_numpy(script)
+        self.labels = torch.from_numpy(labels)
+        self.classes = classes
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("passes", torch.zeros(len(labels), dtype=torch.int64), persistent=False)
+
+    def forward(self, x):
+        index = torch.round(x[:, 0, 0, 0].float() * 255).to(torch.int64)
+        if self.training:
+            correct = self.script[index, self.passes[index]]
+            self.passes[index] += 1
+        else:
+            correct = torch.ones(len(index), dtype=torch.bool)
+        label = self.labels[index]
+        predicted = torch.where(correct, label, (label + 1) % self.classes)
+        return torch.nn.functional.one_hot(predicted, self.classes).float() * 10.0 + self.anchor * 0.0
+
+
+def events_from_script(script):
+    """Forgetting events recomputed in plain Python from per-presentation correctness."""
+    events, learned = [], []
+    for row in script.tolist():
+        events.append(sum(1 for before, now in zip(row, row[1:]) if before and not now))
+        learned.append(any(row))
+    return events, learned
+
+
+def test_forgetting_events_equal_a_recount_of_the_scripted_predictions(rng):
+    from proxyfast.data import ImageArrayDataset
+    from proxyfast.forgetting import forgetting
+
+    n, epochs, classes = 48, 7, 3
+    script = rng.random((n, epochs)) < rng.uniform(0.1, 0.9, size=(n, 1))
+    script[:4] = False  # never learned
+    script[4:8] = True  # learned at once, never forgotten
+    script[8] = [True, False] * 3 + [True]  # forgotten three times
+    labels = rng.integers(0, classes, size=n)
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 1)).copy()
+    dataset = ImageArrayDataset(images, labels, "scripted")
+    model = ScriptedModel(script, labels, classes)
+    result = forgetting(model, dataset, epochs=epochs, batch_size=8, augment=False, amp=False,
+                                  seed=int(rng.integers(2**31)), progress=False, log=None)
+    assert model.passes.tolist() == [epochs] * n  # the script was played to the end
+    events, learned = events_from_script(script)
+    assert result.events.tolist() == events
+    assert result.learned.tolist() == learned
+    assert result.presentations.tolist() == [epochs] * n
+    assert result.counts.tolist() == [e if ok else math.inf for e, ok in zip(events, learned)]
+    assert max(events) >= 3

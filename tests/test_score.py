@@ -136,6 +136,20 @@ def test_amp_on_cpu_is_close(rng):
     assert float((approx.entropy - exact.entropy).abs().max()) < 0.05 * float(exact.entropy.max())
 
 
+@pytest.mark.parametrize("amp, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_amp_runs_the_model_under_autocast(rng, amp, dtype):
+    """The logits the model itself produced (seen by a forward hook) are bfloat16 exactly
+    when amp is asked for: autocast was on, not merely recorded in the metadata."""
+    dataset, model = make_dataset(rng, n=20), make_model()
+    produced = []
+    handle = model.register_forward_hook(lambda _module, _inputs, output: produced.append(output.dtype))
+    try:
+        score(model, dataset, batch_size=8, amp=amp)
+    finally:
+        handle.remove()
+    assert produced == [dtype] * 3
+
+
 def test_save_load_round_trip_with_every_field(rng, tmp_path):
     dataset, model = make_dataset(rng), make_model()
     scores = score(model, dataset, features=True)
