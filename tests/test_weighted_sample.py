@@ -102,14 +102,20 @@ def test_float32_and_float64_weights_agree(rng):
 
 
 def test_threads_do_not_change_results(rng):
-    weights = torch.from_numpy(rng.uniform(size=300_000))
+    """One, two and four threads, set explicitly (and restored): the same indices, on the
+    small-N and the pruned large-N path."""
     threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = ops.weighted_sample(weights, 30_000, 11)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(one, ops.weighted_sample(weights, 30_000, 11))
+    for n, k in [(50_000, 5_000), (300_000, 30_000)]:
+        weights = torch.from_numpy(rng.uniform(size=n))
+        results = []
+        try:
+            for count in (1, 2, 4):
+                torch.set_num_threads(count)
+                assert torch.get_num_threads() == count
+                results.append(ops.weighted_sample(weights, k, 11))
+        finally:
+            torch.set_num_threads(threads)
+        assert all(torch.equal(results[0], other) for other in results[1:])
 
 
 def test_uniform_weights_give_a_permutation(rng):
