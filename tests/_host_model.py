@@ -8,6 +8,7 @@ source changes.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ def host_ops():
         build = ROOT / "build" / "host_model"
         build.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("MAX_JOBS", "2")
+        if not cpp_extension.is_ninja_available():  # the one installed beside this interpreter
+            os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         cpp_extension.load(
             name="proxyfast_host_model",
             sources=[str(ROOT / "tests" / "cpp" / "host_model" / f"{name}.cpp") for name in SOURCES],
