@@ -1,11 +1,15 @@
 """The PyTorch proxy loader: epochs, seeds, halves, drop_last, workers, ranks, cycling, errors."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from proxyfast.loaders import ProxySampler, cycle_loader, torch_loader
 
+from _dist_launch import run_ranks
 from _loader_data import index_dataset, index_proxy
 
 N = 300
@@ -130,14 +134,26 @@ def test_more_ranks_than_examples_wrap_around(dataset):
     assert all(len(s) == 1 for s in shards) and {s[0] for s in shards} == {3, 4}
 
 
-def test_rank_and_world_size_default_to_torch_distributed(monkeypatch, dataset, proxy):
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    loader = torch_loader(dataset, proxy, batch_size=4, seed=0)
-    assert (loader.sampler.rank, loader.sampler.world_size) == (1, 2)
-    explicit = torch_loader(dataset, proxy, batch_size=4, seed=0, rank=1, world_size=2)
-    assert epoch_indices(loader, dataset) == epoch_indices(explicit, dataset)
+def _loader_rank(rank, world_size, out_dir):
+    """On a rank of a gloo group: the loader built without rank or world_size."""
+    loader = torch_loader(index_dataset(N), index_proxy(N, K), batch_size=4, seed=0)
+    result = {"rank": loader.sampler.rank, "world_size": loader.sampler.world_size,
+              "indices": epoch_indices(loader, index_dataset(N))}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(result, f)
+
+
+def test_rank_and_world_size_default_to_torch_distributed(tmp_path, dataset, proxy):
+    """Two processes in a real gloo group: each loader takes its rank and the world size
+    from torch.distributed and reads the shard an explicit rank would."""
+    assert run_ranks(_loader_rank, 2, str(tmp_path)) == [0, 0]
+    for rank in range(2):
+        with open(tmp_path / f"rank{rank}.json") as f:
+            result = json.load(f)
+        assert (result["rank"], result["world_size"]) == (rank, 2)
+        explicit = torch_loader(dataset, proxy, batch_size=4, seed=0, rank=rank, world_size=2)
+        assert result["indices"] == epoch_indices(explicit, dataset)
+    assert not torch.distributed.is_initialized()  # the test process never joined a group
 
 
 def test_cycle_loader_goes_on_forever_reshuffling_each_pass(dataset, proxy):
