@@ -209,7 +209,7 @@ def test_entropy_on_side_stream(rng):
 
 
 def data_bins(low: float, high: float, width: float):
-    """(lo, n_bins, top) of the histogram rule of DESIGN.md section 2.2."""
+    """(lo, n_bins, top) of the histogram rule of docs/design.md."""
     edges = histogram_edges(low, high, width)
     return float(edges[0]), len(edges) - 1, float(edges[-1])
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-checks every csrc/cuda/*.cu for sm_80 and sm_90 against the installed torch's headers,
 # so the CUDA sources are checked on machines without a GPU or a CUDA build of torch
-# (DESIGN.md section 4). Flags follow torch.utils.cpp_extension's nvcc command line.
+# (docs/cuda.md). Flags follow torch.utils.cpp_extension's nvcc command line.
 # Run from the repository root; PYTHON picks the interpreter that has torch,
 # JOBS the number of parallel compiles. Prints one line per file.
 set -euo pipefail

@@ -1,5 +1,5 @@
 // Softmax entropy of one row of logits, accurate to full relative precision for any
-// finite margin (DESIGN.md section 2.1).
+// finite margin (docs/design.md, "Data entropy").
 //
 // Let m1 be the largest logit, m2 the largest of the others (m2 = m1 on a tie), and
 // g = m2 - m1 <= 0. Scale every non-argmax term by the second largest logit:

@@ -1,4 +1,4 @@
-// The bin of a log10 entropy (DESIGN.md section 2.2): edges are lo + b * w, bin b holds
+// The bin of a log10 entropy (docs/design.md, "The histogram"): edges are lo + b * w, bin b holds
 // lo + b*w <= l < lo + (b+1)*w, and the last bin also holds its top edge `top`.
 #pragma once
 
