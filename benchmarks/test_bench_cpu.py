@@ -2,8 +2,8 @@
 
     pytest benchmarks/test_bench_cpu.py --benchmark-only --benchmark-group-by=group
 
-Targets (DESIGN.md section 5): entropy >= 3x torch eager; weighted_sample >= 10x numpy
-``Generator.choice(replace=False, p=...)``; select(p1) >= 100x the paper's sampler.
+Targets (docs/design.md, "Performance targets"): entropy >= 3x torch eager;
+weighted_sample >= 10x numpy ``Generator.choice(replace=False, p=...)``; select(p1) >= 100x the paper's sampler.
 """
 
 import numpy as np

@@ -22,8 +22,8 @@ The parameter-free edge groups isolate the kernel: an edge of only ``none``, the
 pools (with their batch norms) and skip, forward and backward at the CIFAR shape
 (C=16, batch 64, 32x32), where no convolution hides the difference.
 
-Targets (DESIGN.md section 5): on the GPU at least 1.3x faster with at most 0.75x the
-peak memory; on the CPU not slower.
+Targets (docs/design.md, "Performance targets"): on the GPU at least 1.3x faster with at
+most 0.75x the peak memory; on the CPU not slower.
 """
 
 from dataclasses import dataclass

@@ -63,7 +63,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     # Same directory, so that os.replace is a rename within one file system. Mode 0o666
     # lets the process umask decide the permissions of a new file, as for any other.
     tmp_path = os.path.join(directory, f".{name}.{_HOST}-{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:  # name the file the caller asked for, not the temporary one
+        raise type(error)(error.errno, error.strerror, shown) from None
     _register(tmp_path)
     try:
         with os.fdopen(fd, "wb") as file:

@@ -18,7 +18,6 @@ __all__ = [
     "check_fraction",
     "check_input_files",
     "check_int",
-    "check_method",
     "check_output_dir",
     "check_output_paths",
     "check_real",
@@ -95,15 +94,6 @@ def check_device(name: str, value: Any) -> torch.device:
     return device
 
 
-def check_method(value: Any) -> str:
-    """The name of a registered selection method."""
-    from .selection import available_methods
-
-    if not isinstance(value, str) or value not in available_methods():
-        raise ValueError(f"unknown method {value!r}; available methods: {', '.join(available_methods())}")
-    return value
-
-
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name the same file, through symbolic links, ``..`` and hard
     links; a path that does not exist yet is compared by its resolved name."""
@@ -129,13 +119,16 @@ def check_input_files(inputs: dict[str, Any]) -> None:
 
 def check_output_paths(outputs: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
     """Refuses, before anything is read or written, an output file that is also an input,
-    two outputs that are one file, or an output path that names something other than a
-    regular file (a directory, a device). Both map a name for the message (``"--out"``)
+    two outputs that are one file, an output path that names something other than a
+    regular file (a directory, a device), or one whose directory does not exist. Both map a name for the message (``"--out"``)
     to a path or None (not given)."""
     given_outputs, given_inputs = _given(outputs), _given(inputs)
     for i, (out_name, out) in enumerate(given_outputs):
         if os.path.exists(out) and not os.path.isfile(out):
             raise ValueError(f"{out_name} {os.fspath(out)!r} is not a regular file: give the path of a file to write")
+        directory = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(directory):
+            raise ValueError(f"{out_name} {os.fspath(out)!r}: the directory {directory!r} does not exist")
         for in_name, source in given_inputs:
             if same_file(out, source):
                 raise ValueError(f"{out_name} {os.fspath(out)!r} is also the input {in_name}: writing it would "

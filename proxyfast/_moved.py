@@ -8,13 +8,11 @@ either path is patched for both.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 
 MOVED_MODULES = {
     "proxyfast.binning": "proxyfast.selection.binning",
-    "proxyfast.forgetting": "proxyfast.baseline.forgetting_events",
+    "proxyfast.forgetting": "proxyfast.baseline",
     "proxyfast.io": "proxyfast.scoring.entropy_list",
     "proxyfast.pretrain": "proxyfast.baseline.train",
     "proxyfast.proxyset": "proxyfast.selection.proxyset",
@@ -22,21 +20,9 @@ MOVED_MODULES = {
 }
 
 
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path, target=None):
-        if fullname in MOVED_MODULES:
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):
-        return importlib.import_module(MOVED_MODULES[spec.name])
-
-    def exec_module(self, module) -> None:
-        # The module ran at its new home; the import system only files it under the old name.
-        pass
-
-
 def install() -> None:
-    """Makes the old paths importable (once per interpreter)."""
-    if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedModuleFinder())
+    """Files each new module under its old name too. Filed up front, an old name never
+    passes through the import machinery, which would bind the module over a package
+    attribute of the same name (``proxyfast.forgetting`` is a function)."""
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))

@@ -27,14 +27,14 @@ import torch
 
 from .selection import summary as report
 from ._atomic import atomic_write
-from ._checks import check_bin_width, check_device, check_fraction, check_int, check_method, check_output_dir, check_real
+from ._checks import check_bin_width, check_fraction, check_int, check_output_dir, check_real
 from .data import fashion_mnist
 from .scoring import write_entropy_list
 from .models import resnet20
 from .baseline import train
-from .runtime import resolve_amp
+from .runtime import resolve_amp, resolve_device
 from .scoring import Scores, model_info, score
-from .selection import available_methods, select
+from .selection import available_methods, check_method, select
 
 __all__ = ["PipelineConfig", "run_pipeline"]
 
@@ -95,9 +95,7 @@ class PipelineConfig:
             check_method(method)
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods lists a method twice: {self.methods}")
-        if self.device is not None:
-            return check_device("device", self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device(self.device)
 
 
 def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict:

@@ -4,11 +4,12 @@
 events on the way); :func:`forgetting` counts them in a run of its own.
 """
 
-from .forgetting_events import Forgetting, ForgettingTracker, forgetting
+from .forgetting_events import Forgetting, ForgettingTracker
 from .train import (
     TrainResult,
     dataset_image_size,
     evaluate,
+    forgetting,
     load_checkpoint,
     load_model,
     random_crop_flip,

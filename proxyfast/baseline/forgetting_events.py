@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Forgetting", "ForgettingTracker", "forgetting"]
+__all__ = ["Forgetting", "ForgettingTracker"]
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,3 @@ class ForgettingTracker:
             if getattr(self, name).shape != value.shape:
                 raise ValueError(f"forgetting state {name!r} has shape {tuple(value.shape)}, expected ({self.n},)")
             setattr(self, name, value.to(self.events.device).clone())
-
-
-def forgetting(model: torch.nn.Module, dataset, epochs: int = 10, **train_options) -> Forgetting:
-    """Trains ``model`` from its current (fresh) weights on ``dataset`` and counts the
-    forgetting events of every example.
-
-    Args:
-        model: an untrained model (forgetting is a property of training from scratch).
-        dataset: the training set, ``(input, label)`` pairs.
-        epochs: training epochs; the paper's statistics settle after a few dozen, but the
-            ranking of the most-forgotten examples is stable much earlier.
-        **train_options: passed to :func:`proxyfast.pretrain.train` (batch_size, lr,
-            device, seed, checkpoint, progress, ...).
-
-    Returns:
-        A :class:`Forgetting`; attach it to scores with
-        ``scores.replace(forgetting_counts=result.counts)`` and select with
-        ``select(scores, method="forgetting", ...)``.
-    """
-    from .train import train
-
-    return train(model, dataset, epochs=epochs, track_forgetting=True, **train_options).forgetting

@@ -19,19 +19,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._atomic import atomic_write
-from ..runtime import Progress, iterate_batches, to_float_images
 from ..data import dataset_fingerprint
-from .forgetting_events import Forgetting, ForgettingTracker
 from ..models import CifarResNet
-from ..runtime import autocast, resolve_amp, use_channels_last
+from ..runtime import (
+    Progress,
+    autocast,
+    dataset_image_size,
+    iterate_batches,
+    load_checkpoint,
+    random_crop_flip,
+    resolve_amp,
+    resolve_device,
+    resume_state,
+    save_checkpoint,
+    to_float_images,
+    use_channels_last,
+)
 from ..scoring import input_memory_format
+from .forgetting_events import Forgetting, ForgettingTracker
 
-__all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_model", "random_crop_flip", "train"]
-
-CHECKPOINT_FORMAT = "proxyfast-checkpoint"
-CHECKPOINT_VERSION = 1
-
+# dataset_image_size, random_crop_flip and the checkpoint functions live in proxyfast.runtime;
+# they stay importable from here.
+__all__ = ["TrainResult", "dataset_image_size", "evaluate", "forgetting", "load_checkpoint", "load_model", "random_crop_flip",
+           "save_checkpoint", "train"]
 
 @dataclass
 class TrainResult:
@@ -52,26 +62,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image [C, H, W] of the batch shifted by up to ``pad`` pixels (zero fill) and
-    flipped horizontally with probability 1/2: the standard CIFAR augmentation, batched."""
-    b, c, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    rows = dy + torch.arange(h)
-    cols = dx + torch.arange(w)
-    flip = torch.rand(b, 1, generator=generator) < 0.5
-    cols = torch.where(flip, cols.flip(1), cols)
-    batch = torch.arange(b).view(b, 1, 1, 1)
-    channel = torch.arange(c).view(1, c, 1, 1)
-    return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
-
-
 def evaluate(model: nn.Module, dataset, batch_size: int = 512, device: torch.device | str | None = None,
              amp: bool = False, progress: bool = False) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` in [0, 1] (eval mode; mode restored)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = resolve_device(device, model)
     memory_format = input_memory_format(model)
     was_training = model.training
     model.eval()
@@ -164,7 +158,7 @@ def train(
     if n < 2:
         raise ValueError(f"the training set needs at least 2 examples, got {n}")
     say = log or (lambda _: None)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = resolve_device(device, model)
     model.to(device)
     amp = resolve_amp(amp, device)
     if use_channels_last(model, device, channels_last):
@@ -184,13 +178,8 @@ def train(
     history: list[dict[str, float]] = []
     start_epoch = 0
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint)
-        if state["run"] != run:
-            changed = sorted(key for key in run if state["run"].get(key) != run[key])
-            raise ValueError(
-                f"checkpoint {os.fspath(checkpoint)!r} belongs to a different run (differs in {', '.join(changed)}); "
-                "delete it, pass another path, or train with resume=False"
-            )
+        state = resume_state(checkpoint, run, written_by="train",
+                             remedy="delete it, pass another path, or train with resume=False")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -259,37 +248,6 @@ def train(
     return TrainResult(model, test_accuracy, history, tracker.result() if tracker is not None else None, seconds)
 
 
-def dataset_image_size(dataset) -> tuple[int, int]:
-    """(H, W) of the dataset's images, from ``image_shape`` or its first example."""
-    shape = getattr(dataset, "image_shape", None)
-    if shape is not None:
-        return tuple(shape[:2])
-    first = dataset[0][0]
-    return tuple(first.shape[-2:]) if isinstance(first, torch.Tensor) and first.dim() >= 2 else (8, 8)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Writes a training checkpoint atomically (a reader never sees a partial file)."""
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_write(path) as file:
-        torch.save(state, file)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint written by :func:`train`, on the CPU (tensors and plain data only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"{os.fspath(path)}: not a readable proxyfast checkpoint: {error}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{os.fspath(path)}: not a proxyfast checkpoint")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{os.fspath(path)}: written by a newer proxyfast (checkpoint version {state['version']})")
-    return state
-
-
 def load_model(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """The model of a checkpoint: rebuilt from its config for the built-in ResNets, or
     ``model`` with the checkpoint's weights loaded for any other architecture."""
@@ -304,3 +262,23 @@ def load_model(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Mo
         model = CifarResNet(**description["config"])
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def forgetting(model: torch.nn.Module, dataset, epochs: int = 10, **train_options) -> Forgetting:
+    """Trains ``model`` from its current (fresh) weights on ``dataset`` and counts the
+    forgetting events of every example.
+
+    Args:
+        model: an untrained model (forgetting is a property of training from scratch).
+        dataset: the training set, ``(input, label)`` pairs.
+        epochs: training epochs; the paper's statistics settle after a few dozen, but the
+            ranking of the most-forgotten examples is stable much earlier.
+        **train_options: passed to :func:`train` (batch_size, lr,
+            device, seed, checkpoint, progress, ...).
+
+    Returns:
+        A :class:`Forgetting`; attach it to scores with
+        ``scores.replace(forgetting_counts=result.counts)`` and select with
+        ``select(scores, method="forgetting", ...)``.
+    """
+    return train(model, dataset, epochs=epochs, track_forgetting=True, **train_options).forgetting

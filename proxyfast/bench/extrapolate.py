@@ -2,8 +2,8 @@
 
 A DARTS-family search shuffles its data (all training images, or a proxy) and splits
 it into two halves: the first ``floor(train_portion * k)`` examples train the network
-weights, the rest the architecture (DESIGN.md section 2.3). An epoch is one pass over
-the weight half, one step per batch; the last, incomplete batch is a step too when it
+weights, the rest the architecture (docs/design.md, "Selection methods"). An epoch is
+one pass over the weight half, one step per batch; the last, incomplete batch is a step too when it
 holds at least two examples (batch norm trains on no fewer), as in
 :func:`proxyfast.nas.search.search`. The architecture half is cycled alongside and does
 not set the epoch's length. Each step updates the architecture and then the weights,

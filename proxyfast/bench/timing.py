@@ -11,17 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_device
-from ..runtime import Progress
+from ..runtime import Progress, resolve_device
 
 __all__ = ["CallTiming", "describe_device", "resolve_device", "synchronize", "time_calls"]
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``device`` as a ``torch.device``; None is CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return check_device("device", device)
 
 
 def synchronize(device: torch.device) -> None:

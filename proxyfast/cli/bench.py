@@ -34,7 +34,7 @@ from ..bench import (
     write_report,
 )
 from ..bench.settings import ALGOS
-from ..bench.timing import resolve_device
+from ..runtime import resolve_device
 
 __all__ = ["add_commands"]
 

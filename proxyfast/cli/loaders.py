@@ -13,15 +13,15 @@ from collections.abc import Callable
 
 from .. import data
 from .._checks import check_int, check_output_paths
-from .pipeline import _check_data_arguments
 from ..loaders import write_beton
 from ..loaders.ffcv import IMAGE_FORMATS
+from .common import check_data_arguments
 
 __all__ = ["add_commands"]
 
 
 def _run_beton(args: argparse.Namespace) -> None:
-    _check_data_arguments(args)
+    check_data_arguments(args)
     check_int("--jpeg-quality", args.jpeg_quality, 1, 100)
     if args.num_workers is not None:
         check_int("--num-workers", args.num_workers)

@@ -22,7 +22,6 @@ import torch
 
 from .._checks import (
     check_bin_width,
-    check_device,
     check_fraction,
     check_input_files,
     check_int,
@@ -31,37 +30,24 @@ from .._checks import (
     check_real,
     same_file,
 )
-from ..data import DATASET_NAMES, dataset_fingerprint, load_dataset
+from ..data import dataset_fingerprint, load_dataset
 from ..scoring import write_entropy_list
 from ..models import CifarResNet
 from ..pipeline import PipelineConfig, run_pipeline
 from ..baseline import load_checkpoint, load_model, train
 from ..scoring import DatasetMismatchError, score
+from .common import add_data_arguments, add_run_arguments, check_data_arguments, setup_run
 
 __all__ = ["add_commands"]
 
 _MODEL_DEPTHS = {"resnet20": 20, "resnet56": 56}
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASET_NAMES,
-                        help="dataset name (default fashion-mnist)")
-    parser.add_argument("--data-root", default=None,
-                        help="the dataset's directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
-    parser.add_argument("--image-size", type=int, default=None, help="imagefolder only: resize and centre-crop to this")
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
     """Adds the ``pretrain``, ``score`` and ``pipeline`` subcommands to ``commands``;
     returns ``{name: handler}``."""
     pretrain = commands.add_parser("pretrain", help="train a baseline model, with atomic checkpoints and resume")
-    _add_data_arguments(pretrain)
+    add_data_arguments(pretrain)
     pretrain.add_argument("--model", default="resnet20", choices=sorted(_MODEL_DEPTHS), help="default resnet20")
     pretrain.add_argument("--width", type=int, default=16, help="channels of the first stage (default 16)")
     pretrain.add_argument("--stem-stride", type=int, default=1, help="stride of the first convolution (default 1)")
@@ -75,11 +61,11 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     pretrain.add_argument("--seed", type=int, default=0, help="default 0")
     pretrain.add_argument("--out", required=True, help="the checkpoint file (resumed when it exists)")
     pretrain.add_argument("--no-resume", action="store_true", help="start over even when --out exists")
-    _add_run_arguments(pretrain)
+    add_run_arguments(pretrain)
 
     score_parser = commands.add_parser("score", help="score a dataset with a trained baseline")
     score_parser.add_argument("--checkpoint", required=True, help="a checkpoint written by 'proxyfast pretrain'")
-    _add_data_arguments(score_parser)
+    add_data_arguments(score_parser)
     score_parser.add_argument("--split", default="train", choices=("train", "test"), help="default train")
     score_parser.add_argument("--batch-size", type=int, default=512, help="default 512")
     score_parser.add_argument("--features", action="store_true", help="keep penultimate features (for kcenter)")
@@ -90,7 +76,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
                               help="score in shards written here, resumable (default under torchrun: OUT.shards)")
     score_parser.add_argument("--shard-size", type=int, default=16384, help="examples per shard (default 16384)")
     score_parser.add_argument("--keep-shards", action="store_true", help="keep the work directory after merging")
-    _add_run_arguments(score_parser)
+    add_run_arguments(score_parser)
 
     pipeline = commands.add_parser("pipeline", help="the end-to-end job on Fashion-MNIST: baseline, scores, proxies")
     pipeline.add_argument("--out", required=True, help="output directory (an existing run there is resumed)")
@@ -103,28 +89,11 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     pipeline.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
     pipeline.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                           help="train the baseline under bfloat16 autocast (default: where the device runs it natively)")
-    _add_run_arguments(pipeline)
+    add_run_arguments(pipeline)
     return {"pretrain": _run_pretrain, "score": _run_score, "pipeline": _run_pipeline}
 
 
 _MAX_SEED = 2**63 - 1
-
-
-def _check_data_arguments(args: argparse.Namespace) -> None:
-    if args.image_size is not None:
-        if args.dataset != "imagefolder":
-            raise ValueError(f"--image-size applies to --dataset imagefolder only, not {args.dataset}")
-        check_int("--image-size", args.image_size)
-
-
-def _setup(args: argparse.Namespace) -> torch.device:
-    """Checks --threads and --device, then applies --threads; returns the device."""
-    if args.threads is not None:
-        check_int("--threads", args.threads)
-    device = check_device("--device", args.device) if args.device is not None else None
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    return device if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _channels_and_classes(dataset) -> tuple[int, int]:
@@ -133,7 +102,7 @@ def _channels_and_classes(dataset) -> tuple[int, int]:
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
-    _check_data_arguments(args)
+    check_data_arguments(args)
     for name, value, minimum in (("--width", args.width, 1), ("--stem-stride", args.stem_stride, 1),
                                  ("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 2)):
         check_int(name, value, minimum)
@@ -141,7 +110,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
     check_real("--weight-decay", args.weight_decay, 0.0)
     check_int("--seed", args.seed, 0, _MAX_SEED)
     check_output_paths({"--out": args.out})  # an existing --out is the checkpoint to resume, as intended
-    device = _setup(args)
+    device = setup_run(args)
     train_set = load_dataset(args.dataset, args.data_root, train=True, image_size=args.image_size)
     test_set = None
     if args.dataset != "imagefolder":
@@ -162,7 +131,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 
 
 def _check_score_arguments(args: argparse.Namespace) -> torch.device:
-    _check_data_arguments(args)
+    check_data_arguments(args)
     check_int("--batch-size", args.batch_size)
     check_int("--shard-size", args.shard_size)
     check_input_files({"--checkpoint": args.checkpoint})
@@ -173,7 +142,7 @@ def _check_score_arguments(args: argparse.Namespace) -> torch.device:
                                                                                           args.checkpoint)):
             if path is not None and same_file(args.work_dir, path):
                 raise ValueError(f"--work-dir {args.work_dir!r} is also {name}: give the shards their own directory")
-    return _setup(args)
+    return setup_run(args)
 
 
 def _load_scoring_inputs(args: argparse.Namespace):
@@ -260,7 +229,7 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     check_fraction("--fraction", args.fraction)
     check_bin_width("--bin-width", args.bin_width)
     check_int("--seed", args.seed, 0, _MAX_SEED)
-    device = _setup(args)
+    device = setup_run(args)
     config = PipelineConfig(
         out=args.out, data_root=args.data_root, epochs=args.epochs, width=args.width, fraction=args.fraction,
         bin_width=args.bin_width, seed=args.seed, device=str(device), amp=args.amp, progress=not args.quiet,

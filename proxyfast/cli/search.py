@@ -19,17 +19,17 @@ from collections.abc import Callable
 import torch
 
 from .._checks import check_input_files, check_int, check_output_dir
-from .pipeline import _check_data_arguments, _setup
 from ..data import DATASET_NAMES, load_dataset
 from ..distributed import run_job
 from ..nas.search import ALGORITHMS, OUTPUT_NAMES, SearchConfig, search
 from ..nas.supernet import STEMS
+from .common import check_data_arguments, setup_run
 
 __all__ = ["add_commands"]
 
 
 def _run_search(args: argparse.Namespace) -> None:
-    _check_data_arguments(args)
+    check_data_arguments(args)
     inputs = {"--proxy": args.proxy, "--scores": args.scores}
     check_input_files(inputs)
     if args.scores is not None and args.proxy is None:
@@ -37,7 +37,7 @@ def _run_search(args: argparse.Namespace) -> None:
     check_output_dir("--out", args.out, OUTPUT_NAMES, inputs)
     if args.checkpoint_every is not None:
         check_int("--checkpoint-every", args.checkpoint_every)
-    device = _setup(args)
+    device = setup_run(args)
     overrides = {
         name: getattr(args, name)
         for name in ("order", "epochs", "batch_size", "channels", "layers", "stem", "stem_stride", "lr",

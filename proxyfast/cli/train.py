@@ -31,12 +31,12 @@ from .._atomic import atomic_write
 from .._checks import check_int, check_output_dir, check_real
 from .._fileformat import read_text
 from .._version import __version__
-from .pipeline import _add_data_arguments, _add_run_arguments, _check_data_arguments, _setup
 from ..data import load_dataset
 from ..distributed import run_job
 from ..nas.genotypes import Genotype, get_genotype
 from ..nas.plots import CELLS, plot_cell
 from ..nas.train import save_network, train_network
+from .common import add_data_arguments, add_run_arguments, check_data_arguments, setup_run
 
 __all__ = ["add_commands", "resolve_arch"]
 
@@ -68,7 +68,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     train = commands.add_parser("train", help="train the network of a found cell from scratch (final training)")
     train.add_argument("--arch", required=True,
                        help="a registered architecture name (e.g. DARTS_V2), a genotype string, or a genotype.txt")
-    _add_data_arguments(train)
+    add_data_arguments(train)
     train.add_argument("--epochs", type=int, required=True, help="training epochs (DARTS: 600)")
     train.add_argument("--channels", type=int, default=36, help="channels of the first cells (default 36)")
     train.add_argument("--layers", type=int, default=20, help="cells (default 20)")
@@ -92,12 +92,12 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     train.add_argument("--seed", type=int, default=0, help="default 0")
     train.add_argument("--out", required=True, help="output directory (a run there is resumed)")
     train.add_argument("--no-resume", action="store_true", help="start over even when DIR holds a checkpoint")
-    _add_run_arguments(train)
+    add_run_arguments(train)
     return {"train": _run_train}
 
 
 def _check_train_arguments(args: argparse.Namespace) -> None:
-    _check_data_arguments(args)
+    check_data_arguments(args)
     for name, value, minimum in (("--epochs", args.epochs, 1), ("--channels", args.channels, 1),
                                  ("--layers", args.layers, 1), ("--batch-size", args.batch_size, 2),
                                  ("--cutout", args.cutout, 0), ("--stem-stride", args.stem_stride, 1),
@@ -116,7 +116,7 @@ def _check_train_arguments(args: argparse.Namespace) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     genotype = resolve_arch(args.arch)
     _check_train_arguments(args)
-    device = _setup(args)
+    device = setup_run(args)
     # Under torchrun every process trains its share of each batch.
     run_job(lambda rank_device, is_main: _train(args, genotype, rank_device, is_main), device)
 

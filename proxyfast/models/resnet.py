@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CifarResNet", "resnet20", "resnet56"]
+__all__ = ["CifarResNet", "normalization_buffer", "resnet20", "resnet56"]
 
 
 class BasicBlock(nn.Module):
@@ -72,8 +72,8 @@ class CifarResNet(nn.Module):
         n = (depth - 2) // 6
         self.depth, self.num_classes, self.in_channels, self.width = depth, num_classes, in_channels, width
         self.stem_stride = stem_stride
-        self.register_buffer("mean", _per_channel("mean", mean, in_channels))
-        self.register_buffer("std", _per_channel("std", std, in_channels))
+        self.register_buffer("mean", normalization_buffer("mean", mean, in_channels))
+        self.register_buffer("std", normalization_buffer("std", std, in_channels))
         if not bool((self.std > 0).all()):
             raise ValueError("std must be positive")
 
@@ -127,7 +127,9 @@ class CifarResNet(nn.Module):
         }
 
 
-def _per_channel(name: str, value, channels: int) -> torch.Tensor:
+def normalization_buffer(name: str, value, channels: int) -> torch.Tensor:
+    """A per-channel input statistic (``mean`` or ``std``: one value, or one per channel)
+    as a [1, C, 1, 1] float32 tensor, for a model's input normalization."""
     values = torch.as_tensor(value, dtype=torch.float32).flatten()
     if values.numel() == 1:
         values = values.expand(channels)

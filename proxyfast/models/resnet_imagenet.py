@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .resnet import _per_channel
+from .resnet import normalization_buffer
 
 __all__ = ["ImageNetResNet", "resnet50"]
 
@@ -82,8 +82,8 @@ class ImageNetResNet(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.blocks, self.num_classes, self.in_channels, self.width = blocks, num_classes, in_channels, width
-        self.register_buffer("mean", _per_channel("mean", mean, in_channels))
-        self.register_buffer("std", _per_channel("std", std, in_channels))
+        self.register_buffer("mean", normalization_buffer("mean", mean, in_channels))
+        self.register_buffer("std", normalization_buffer("std", std, in_channels))
         if not bool((self.std > 0).all()):
             raise ValueError("std must be positive")
 

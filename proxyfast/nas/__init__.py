@@ -10,6 +10,15 @@ PC-DARTS (Xu et al., ICLR 2020).
 from .architect import Architect
 from .genotypes import DARTS_V1, DARTS_V2, GENOTYPES, PC_DARTS, PRIMITIVES, Genotype, get_genotype
 from .mixed import MixedOp, PartialMixedOp, available_mixed_impls, channel_shuffle, register_mixed_impl
+
+try:
+    from . import fused
+except ModuleNotFoundError as error:  # without the C++ extension, the reference implementation only
+    if error.name != "proxyfast._C":
+        raise
+else:
+    fused.register()
+
 from .network import AuxiliaryHead, EvalCell, EvalNetwork, drop_path
 from .plots import plot_alpha_evolution, plot_cell, plot_search
 from .search import SearchConfig, SearchResult, SearchState, build_search, search, search_step

@@ -244,4 +244,8 @@ def fused_mixed(x: torch.Tensor, weights: torch.Tensor, ops: Sequence[nn.Module]
     return out
 
 
-register_mixed_impl("fused", fused_mixed)
+
+def register() -> None:
+    """Makes the fused implementation available as ``MixedOp(..., impl="fused")``
+    (the package's ``__init__`` calls this once)."""
+    register_mixed_impl("fused", fused_mixed)

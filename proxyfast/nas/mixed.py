@@ -127,10 +127,3 @@ class PartialMixedOp(nn.Module):
         if self.stride != 1:
             bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)
         return channel_shuffle(torch.cat([self.mixed(sampled, weights), bypass], dim=1), self.k)
-
-
-try:
-    from . import fused  # noqa: F401, E402  (registers impl="fused")
-except ModuleNotFoundError as error:  # without the C++ extension, the reference implementation only
-    if error.name != "proxyfast._C":
-        raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.resnet import _per_channel
+from ..models import normalization_buffer
 from .genotypes import Genotype, get_genotype
 from .ops import OPS, FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
 from .supernet import STEMS
@@ -161,8 +161,8 @@ class EvalNetwork(nn.Module):
         self.auxiliary, self.stem_kind, self.stem_stride = auxiliary, stem, stem_stride
         self.stem_multiplier = stem_multiplier
         self.drop_path_prob = drop_path_prob
-        self.register_buffer("mean", _per_channel("mean", mean, in_channels))
-        self.register_buffer("std", _per_channel("std", std, in_channels))
+        self.register_buffer("mean", normalization_buffer("mean", mean, in_channels))
+        self.register_buffer("std", normalization_buffer("std", std, in_channels))
         if not bool((self.std > 0).all()):
             raise ValueError("std must be positive")
 

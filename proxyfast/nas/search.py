@@ -39,12 +39,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._atomic import atomic_write
-from .._checks import check_device, check_int, check_output_dir, check_real
+from .._checks import check_int, check_output_dir, check_real
 from .._version import __version__
-from ..runtime import Progress, to_float_images
+from ..runtime import (
+    Progress,
+    dataset_image_size,
+    random_crop_flip,
+    resolve_device,
+    resume_state,
+    save_checkpoint,
+    to_float_images,
+)
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.pytorch import CycleLoader, distributed_rank, torch_loader
-from ..baseline import dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
 from ..selection import ProxySet
 from ..scoring import Scores
 from .architect import Architect
@@ -262,14 +269,14 @@ def build_search(config: SearchConfig, in_channels: int, num_classes: int, steps
     Args:
         in_channels, num_classes: of the data.
         steps_per_epoch: weight steps per epoch (the cosine schedule spans them all).
-        device: where the supernet lives (default CPU).
+        device: where the supernet lives (default: :func:`proxyfast.runtime.default_device`).
     """
     if not isinstance(config, SearchConfig):
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
     check_int("in_channels", in_channels)
     check_int("num_classes", num_classes, 2)
     check_int("steps_per_epoch", steps_per_epoch)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = resolve_device(device)
     impl = {} if config.impl is None else {"impl": config.impl}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -402,16 +409,6 @@ def _augment_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """The dotted names of the fields where two nested dicts differ."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        names = []
-        for key in sorted(set(saved) | set(current), key=str):
-            names += _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
-        return names
-    return [] if saved == current else [prefix.rstrip(".")]
-
-
 def _cell_weights(model: SearchNetwork) -> dict[str, list]:
     """The softmaxed architecture parameters, as nested lists for the log."""
     with torch.no_grad():
@@ -511,7 +508,7 @@ def search(
             and at the end ``genotype.txt`` and, when matplotlib is installed, the plots
             ``alphas_normal.png``, ``alphas_reduce.png``, ``cell_normal.png`` and
             ``cell_reduce.png``.
-        device: where to search (default CPU).
+        device: where to search (default: CUDA when available, else the CPU).
         resume: continue from ``out_dir``'s checkpoint when there is one; it must be of
             the same search (configuration, dataset, proxy and number of ranks). The
             resumed run ends exactly where an uninterrupted one would.
@@ -530,7 +527,7 @@ def search(
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
     if checkpoint_every is not None:
         check_int("checkpoint_every", checkpoint_every)
-    device = check_device("device", device) if device is not None else torch.device("cpu")
+    device = resolve_device(device)
     input_files = {name: value for name, value in (("proxy", proxy), ("scores", scores))
                    if isinstance(value, (str, os.PathLike))}
     check_output_dir("out_dir", out_dir, OUTPUT_NAMES, input_files)
@@ -578,15 +575,9 @@ def search(
     sums = _new_sums(device)
     initial = _cell_weights(model)
     if resume and os.path.exists(checkpoint_path):
-        saved = load_checkpoint(checkpoint_path)
-        if saved.get("kind") != "search":
-            raise ValueError(f"{checkpoint_path}: not a search checkpoint; remove it or choose another --out")
-        changed = _differences(saved["run"], run)
-        if changed:
-            raise ValueError(
-                f"{checkpoint_path} belongs to another search (it differs in {', '.join(changed)}); "
-                "remove it, choose another output directory, or start over without resuming"
-            )
+        saved = resume_state(checkpoint_path, run, written_by="search",
+                             remedy="remove it, choose another output directory, or start over without resuming",
+                             recognise=lambda state: state.get("kind") == "search")
         model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.architect.load_state_dict(saved["architect"])

@@ -26,12 +26,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._checks import check_device, check_int, check_real
-from ..runtime import Progress, iterate_batches, to_float_images
+from .._checks import check_int, check_real
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.pytorch import distributed_rank
-from ..baseline import dataset_image_size, load_checkpoint, random_crop_flip, save_checkpoint
-from ..runtime import autocast, resolve_amp, use_channels_last
+from ..runtime import (
+    Progress,
+    autocast,
+    dataset_image_size,
+    iterate_batches,
+    load_checkpoint,
+    random_crop_flip,
+    resolve_amp,
+    resolve_device,
+    resume_state,
+    save_checkpoint,
+    to_float_images,
+    use_channels_last,
+)
 from ..scoring import input_memory_format
 from .genotypes import Genotype, get_genotype
 from .network import EvalNetwork
@@ -245,8 +256,7 @@ def train_network(
     in_channels, num_classes = _image_channels_and_classes(train_set, num_classes)
     say = (log or (lambda _: None)) if rank == 0 else (lambda _: None)
     progress = progress and rank == 0
-    device = check_device("device", device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     cuda_devices = [device.index] if device.type == "cuda" else []
@@ -281,7 +291,9 @@ def train_network(
         history: list[dict[str, float]] = []
         start_epoch = 0
         if checkpoint is not None and resume and os.path.exists(checkpoint):
-            state = _load_run(checkpoint, run)
+            state = resume_state(checkpoint, run, written_by="train_network",
+                                 remedy="delete it, pass another path, or train with resume=False",
+                                 recognise=lambda saved: "genotype" in saved["run"])
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -385,26 +397,6 @@ def _sync_buffers(model: nn.Module, distributed: bool) -> None:
     if distributed:
         for buffer in model.buffers():
             torch.distributed.broadcast(buffer, 0)
-
-
-def _load_run(path: str | os.PathLike, run: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint at ``path``, checked to belong to ``run``."""
-    state = load_checkpoint(path)
-    saved = state.get("run")
-    if not isinstance(saved, dict) or "genotype" not in saved:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} was not written by train_network; "
-                         "pass another path, or train with resume=False")
-    if saved != run:
-        changed = sorted(key for key in run.keys() | saved.keys() if saved.get(key) != run.get(key))
-        if "network" in changed:
-            changed.remove("network")
-            changed += sorted(f"network.{key}" for key, value in run["network"].items()
-                              if saved["network"].get(key) != value)
-        raise ValueError(
-            f"checkpoint {os.fspath(path)!r} belongs to a different run (differs in {', '.join(changed)}); "
-            "delete it, pass another path, or train with resume=False"
-        )
-    return state
 
 
 def save_network(path: str | os.PathLike, model: EvalNetwork, **extra: Any) -> None:

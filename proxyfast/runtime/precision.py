@@ -24,7 +24,8 @@ import platform
 import torch
 from torch import nn
 
-__all__ = ["autocast", "cpu_bfloat16_decision", "cpu_has_native_bfloat16", "native_bfloat16", "resolve_amp", "use_channels_last"]
+__all__ = ["autocast", "cpu_bfloat16_decision", "cpu_has_native_bfloat16",
+           "native_bfloat16", "resolve_amp", "use_channels_last"]
 
 # ONEDNN_MAX_CPU_ISA values (lower case) under which oneDNN still issues bfloat16
 # instructions; any other cap (AVX2, AVX512_CORE, ...) makes it emulate bfloat16.

@@ -1,7 +1,7 @@
 """Per-example scores of a baseline model: the input of every selection method.
 
-A :class:`Scores` holds the data entropy of each example (DESIGN.md section 2.1) in nats
-and its log10, the quantity the selection histogram is built on. The log10 entropy is
+A :class:`Scores` holds the data entropy of each example in nats (docs/design.md, "Data
+entropy") and its log10, the quantity the selection histogram is built on. The log10 entropy is
 the authoritative value: an entropy can underflow fp32 where its log10 is still exact,
 so the methods and the fingerprint use ``log10_entropy``. It may also hold the model's
 predictions, its penultimate features (for ``kcenter``) and forgetting counts (for
@@ -447,7 +447,7 @@ def score(
     start: int = 0,
     stop: int | None = None,
 ) -> Scores:
-    """Scores every example of ``dataset`` with a trained ``model`` (DESIGN.md section 2.1).
+    """Scores every example of ``dataset`` with a trained ``model`` (docs/design.md, "Data entropy").
 
     The model runs in eval mode under ``torch.inference_mode``; each batch's logits go
     straight to the fused entropy op, so no N x C array is ever kept. uint8 images are fed

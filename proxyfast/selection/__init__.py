@@ -9,15 +9,15 @@ from typing import Any
 import torch
 
 from .. import ops
-from .._checks import check_bin_width, check_device, check_fraction, check_method
+from .._checks import check_bin_width, check_device, check_fraction
 from .binning import Histogram, histogram
 from .proxyset import ProxySet
 from ..scoring import Scores, as_scores
 from . import forgetting, kcenter, methods  # noqa: F401  (register the built-in methods)
-from .registry import METHODS, SelectionContext, available_methods, register_method
+from .registry import METHODS, SelectionContext, available_methods, check_method, register_method
 
-__all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_methods", "histogram", "register_method",
-           "select"]
+__all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_methods", "check_method", "histogram",
+           "register_method", "select"]
 
 # The stream of ops.weighted_sample that orders the selected indices; methods use stream 0.
 SHUFFLE_STREAM = 1
@@ -89,7 +89,7 @@ def select(
     device: torch.device | str | None = None,
     round_to: int | None = None,
 ) -> ProxySet:
-    """Selects a proxy subset of ``k`` examples (DESIGN.md section 2.3).
+    """Selects a proxy subset of ``k`` examples (docs/design.md, "Selection methods").
 
     Args:
         scores: a :class:`Scores`, a 2-D tensor of logits [N, C], or a 1-D tensor, ndarray

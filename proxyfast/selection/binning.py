@@ -1,4 +1,4 @@
-"""The log-entropy histogram of the paper (DESIGN.md section 2.2).
+"""The log-entropy histogram of the paper (docs/design.md, "The histogram").
 
 Edges: ``lo = round(min l)`` (half to even), lowered by ``bin_width`` while it is above
 ``min l``; ``hi = round(max l)``, raised by ``bin_width`` while it is below ``max l``;
@@ -76,7 +76,7 @@ def _walk_to(start: float, target: float, step: float) -> float:
 
 
 def histogram_edges(min_value: float, max_value: float, bin_width: float) -> np.ndarray:
-    """The bin edges for data spanning [min_value, max_value] (DESIGN.md section 2.2).
+    """The bin edges for data spanning [min_value, max_value] (docs/design.md, "The histogram").
 
     Identical to the paper's loops; the number of bins is checked before any edge is
     stepped, so a tiny ``bin_width`` fails at once."""

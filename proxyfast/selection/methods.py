@@ -1,4 +1,4 @@
-"""The selection methods of DESIGN.md section 2.3, one small function each.
+"""The selection methods of docs/design.md, "Selection methods", one small function each.
 
 P1, P2 and P3 weight every example through its histogram bin and draw without
 replacement; the others rank by log10 entropy or draw uniformly. Ranking ties go to the

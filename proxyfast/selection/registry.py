@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 
@@ -23,7 +24,7 @@ from .. import ops
 from .binning import Histogram, histogram
 from ..scoring import Scores
 
-__all__ = ["METHODS", "SelectionContext", "available_methods", "register_method"]
+__all__ = ["METHODS", "SelectionContext", "available_methods", "check_method", "register_method"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +51,7 @@ class SelectionContext:
 
     @property
     def histogram(self) -> Histogram:
-        """The log10-entropy histogram of all N examples (DESIGN.md section 2.2)."""
+        """The log10-entropy histogram of all N examples (docs/design.md, "The histogram")."""
         return self._binned[0]
 
     @property
@@ -88,3 +89,10 @@ def register_method(name: str) -> Callable[[Method], Method]:
 def available_methods() -> list[str]:
     """The registered method names, sorted."""
     return sorted(METHODS)
+
+
+def check_method(value: Any) -> str:
+    """The name of a registered selection method."""
+    if not isinstance(value, str) or value not in METHODS:
+        raise ValueError(f"unknown method {value!r}; available methods: {', '.join(available_methods())}")
+    return value
