@@ -193,7 +193,7 @@ building_sdist = "sdist" in sys.argv[1:]
 torch_requirement = config.torch_requirement(None if torch is None or building_sdist else torch.__version__)
 
 setup(
-    install_requires=[torch_requirement, "numpy>=1.24"],
+    install_requires=[torch_requirement, "numpy>=1.24", "tqdm>=4.60"],
     # The real extension is made by build_ext; this one names it and makes wheels platform wheels.
     ext_modules=[Extension(EXTENSION, sources=[])],
     cmdclass={"build_ext": torch_build_ext()} if torch is not None else {},

@@ -2,9 +2,10 @@
 # The packaging check CI runs after the tests (.ci/run): builds the sdist and, from it,
 # the wheel as the README says (python -m build --no-isolation, with the project's
 # .venv from tools/setup.sh), checks that the sdist carries every tracked file, installs
-# the wheel into a fresh virtual environment outside the source tree without any index
-# and runs a smoke test there, and checks that plain `pip install .` (build isolation)
-# stops within seconds with the command to use, without fetching torch.
+# the wheel with its requirements into a fresh virtual environment that has the same
+# torch (no other torch may come with it) and runs a smoke test outside the source tree,
+# and checks that plain `pip install .` (build isolation) stops within seconds with the
+# command to use, without fetching torch.
 # Run from anywhere; PY picks the interpreter that builds (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,9 +58,11 @@ torch_version=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
 "$PY" -m venv "$work/venv"
 VPY=$work/venv/bin/python
 # torch pinned as in tools/setup.sh (a looser requirement pulls a multi-GB CUDA build);
-# then the wheel with no index at all: its requirements must already be met.
-run venv.log "$VPY" -m pip install --disable-pip-version-check "torch==$torch_version" numpy
-run install.log "$VPY" -m pip install --disable-pip-version-check --no-index "${wheels[0]}"
+# then the wheel, whose requirements must keep that torch.
+run venv.log "$VPY" -m pip install --disable-pip-version-check "torch==$torch_version"
+run install.log "$VPY" -m pip install --disable-pip-version-check "${wheels[0]}"
+! grep -iE '(Collecting|Downloading|Using cached) torch' "$work/install.log" ||
+  fail "installing the wheel fetched another torch: $(grep -m1 -iE '(Collecting|Downloading|Using cached) torch' "$work/install.log")"
 echo "fresh venv with torch $torch_version and the wheel in $((SECONDS - start)) s"
 
 mkdir "$work/elsewhere"

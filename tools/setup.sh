@@ -49,7 +49,7 @@ pip_install() {
 
 # torch is pinned to the CPU build of 2.13.0: a looser requirement pulls a multi-GB CUDA build.
 step "pip: torch 2.13.0 (CPU), numpy, the build tools (setuptools, ninja, build) and the test tools"
-pip_install "torch==2.13.0" numpy "setuptools>=77" ninja build pybind11 pytest pytest-benchmark scipy matplotlib mpmath
+pip_install "torch==2.13.0" numpy tqdm "setuptools>=77" ninja build pybind11 pytest pytest-benchmark scipy matplotlib mpmath
 finish
 # The optional FFCV loader backend (proxyfast[ffcv]), tested in CI too; scikit-learn: the 8x8 digits dataset.
 step "pip: FFCV 1.0.2, pillow and scikit-learn"
