@@ -25,6 +25,10 @@ export PROXYFAST_TEST_SEED=${PROXYFAST_TEST_SEED:-$($PY -c 'import secrets; prin
 echo "== Python tests (PROXYFAST_TEST_SEED=$PROXYFAST_TEST_SEED)"
 $PY -m pytest tests -q -p no:cacheprovider
 
+# The slow tests (deselected above): the pipeline command end to end on Fashion-MNIST, k-center's O(N) memory.
+echo "== slow tests (about two minutes)"
+$PY -m pytest tests -q -p no:cacheprovider -m slow
+
 # Most users' CPUs have no AVX-512: the training tests again on torch's AVX2 code paths,
 # where oneDNN's defects differ (see proxyfast/runtime.py).
 echo "== training tests on torch's AVX2 code paths (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2)"
