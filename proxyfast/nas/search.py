@@ -534,124 +534,149 @@ def search(
     if len(dataset) < 4:
         raise ValueError(f"the dataset needs at least 4 examples for a search, got {len(dataset)}")
     proxy = _resolve_proxy(proxy, dataset, scores)
-    rank, world_size = distributed_rank()
-    main_rank = rank == 0
-    say = log if (log is not None and main_rank) else (lambda _: None)
-
-    indices = _search_indices(proxy, len(dataset), config.seed)
-    common = dict(batch_size=config.batch_size, train_portion=config.train_portion)
-    train_loader = torch_loader(dataset, indices, part="train", seed=config.seed, **common)
-    val_loader = torch_loader(dataset, indices, part="val", seed=config.seed + 1, **common)
-    eval_loader = torch_loader(dataset, indices, part="val", shuffle=False, **common)
-    for half, loader in (("weights", train_loader), ("architecture", val_loader)):
-        if _usable_batches(loader) == 0:
-            raise ValueError(
-                f"the {half} half of the {'proxy' if proxy is not None else 'training set'} gives "
-                f"{len(loader.sampler)} examples per rank: a step needs at least 2"
-            )
-    steps_per_epoch = _usable_batches(train_loader)
-    in_channels = int(dataset[0][0].shape[0])
-    num_classes = _num_classes(dataset)
-    state = build_search(config, in_channels, num_classes, steps_per_epoch, device)
-    model = state.model
-
-    run = {
-        "config": config.identity(),
-        "dataset": {"name": _dataset_name(dataset), "size": len(dataset), "fingerprint": dataset_fingerprint(dataset)},
-        "proxy": _proxy_summary(proxy, dataset),
-        "world_size": world_size,
-    }
-    out_dir = os.fspath(out_dir)
-    if main_rank:
-        os.makedirs(out_dir, exist_ok=True)
-    checkpoint_path = os.path.join(out_dir, CHECKPOINT_NAME)
-    prepare = _Batches(device, max(1, min(dataset_image_size(dataset)) // 8) if config.augment else 0)
-
-    # Where the run stands: whole epochs done, batches of the current epoch's loader
-    # pass consumed, architecture batches consumed since the start, and the running sums
-    # of the current epoch.
-    history: list[dict[str, Any]] = []
-    epoch, position, val_position, global_step, elapsed = 0, 0, 0, 0, 0.0
-    sums = _new_sums(device)
-    initial = _cell_weights(model)
-    if resume and os.path.exists(checkpoint_path):
-        saved = resume_state(checkpoint_path, run, written_by="search",
-                             remedy="remove it, choose another output directory, or start over without resuming",
-                             recognise=lambda state: state.get("kind") == "search")
-        model.load_state_dict(saved["model"])
-        state.optimizer.load_state_dict(saved["optimizer"])
-        state.architect.load_state_dict(saved["architect"])
-        state.scheduler.load_state_dict(saved["scheduler"])
-        prepare.generator.set_state(saved["augment_rng"][rank])
-        history, initial = list(saved["history"]), saved["initial"]
-        epoch, position, val_position = saved["epoch"], saved["position"], saved["val_position"]
-        global_step, elapsed, sums = saved["step"], saved["seconds"], dict(saved["sums"])
-        sums["totals"] = sums["totals"].to(device)
-        where = f"step {position} of epoch {epoch + 1}" if position else f"epoch {epoch}"
-        say(f"resumed from {checkpoint_path} after {where}/{config.epochs}")
+    run = _SearchRun(dataset, proxy, config, os.fspath(out_dir), device, log, progress, checkpoint_every)
+    if resume and os.path.exists(run.checkpoint_path):
+        run.resume()
     if _distributed():
         dist.barrier()  # every rank has read the checkpoint before rank 0 writes the next
+    run.position_architecture_batches()
+    run.started = time.perf_counter()
+    run.model.train()
+    while run.epoch < config.epochs:
+        run.train_epoch()
+        run.end_epoch()
+    return run.finish(plots)
 
-    val_batches = CycleLoader(val_loader)
-    passes, offset = divmod(val_position, len(val_loader))
-    val_loader.sampler.set_epoch(passes)
-    for _ in range(offset):
-        next(val_batches)
 
-    def next_val_batch():
-        nonlocal val_position
+class _SearchRun:
+    """One search in progress: its loaders and state, where it stands (whole epochs done,
+    batches of the current epoch's loader pass consumed, architecture batches consumed
+    since the start, the running sums of the current epoch), its checkpoint and its log."""
+
+    def __init__(self, dataset, proxy: ProxySet | None, config: SearchConfig, out_dir: str, device: torch.device,
+                 log: Callable[[str], None] | None, progress: bool, checkpoint_every: int | None) -> None:
+        self.config, self.out_dir, self.device, self.checkpoint_every = config, out_dir, device, checkpoint_every
+        self.rank, self.world_size = distributed_rank()
+        self.main_rank = self.rank == 0
+        self.say = log if (log is not None and self.main_rank) else (lambda _: None)
+        self.progress = progress and self.main_rank
+        self._build_loaders(dataset, proxy)
+        num_classes = _num_classes(dataset)
+        self.state = build_search(config, int(dataset[0][0].shape[0]), num_classes, self.steps_per_epoch, device)
+        self.model = self.state.model
+        self.run = {
+            "config": config.identity(),
+            "dataset": {"name": _dataset_name(dataset), "size": len(dataset),
+                        "fingerprint": dataset_fingerprint(dataset)},
+            "proxy": _proxy_summary(proxy, dataset),
+            "world_size": self.world_size,
+        }
+        if self.main_rank:
+            os.makedirs(out_dir, exist_ok=True)
+        self.checkpoint_path = os.path.join(out_dir, CHECKPOINT_NAME)
+        self.prepare = _Batches(device, max(1, min(dataset_image_size(dataset)) // 8) if config.augment else 0)
+        self.history: list[dict[str, Any]] = []
+        self.epoch, self.position, self.val_position, self.global_step, self.elapsed = 0, 0, 0, 0, 0.0
+        self.sums = _new_sums(device)
+        self.initial = _cell_weights(self.model)
+        self.started = time.perf_counter()
+        self.log_info = {
+            "format": LOG_FORMAT, "version": LOG_VERSION, "proxyfast_version": __version__,
+            "torch_version": torch.__version__,
+            "config": dataclasses.asdict(config),
+            "dataset": {**self.run["dataset"], "image_shape": list(dataset[0][0].shape), "num_classes": num_classes},
+            "proxy": self.run["proxy"], "world_size": self.world_size, "device": _device_description(device),
+            "steps_per_epoch": self.steps_per_epoch,
+            "weights_examples": len(self.train_loader.sampler) * self.world_size,
+            "architecture_examples": len(self.val_loader.sampler) * self.world_size,
+        }
+
+    def _build_loaders(self, dataset, proxy: ProxySet | None) -> None:
+        """The weight half's loader, the architecture half's (cycled) and its evaluation pass."""
+        config = self.config
+        indices = _search_indices(proxy, len(dataset), config.seed)
+        common = dict(batch_size=config.batch_size, train_portion=config.train_portion)
+        self.train_loader = torch_loader(dataset, indices, part="train", seed=config.seed, **common)
+        self.val_loader = torch_loader(dataset, indices, part="val", seed=config.seed + 1, **common)
+        self.eval_loader = torch_loader(dataset, indices, part="val", shuffle=False, **common)
+        for half, loader in (("weights", self.train_loader), ("architecture", self.val_loader)):
+            if _usable_batches(loader) == 0:
+                raise ValueError(
+                    f"the {half} half of the {'proxy' if proxy is not None else 'training set'} gives "
+                    f"{len(loader.sampler)} examples per rank: a step needs at least 2"
+                )
+        self.steps_per_epoch = _usable_batches(self.train_loader)
+
+    def resume(self) -> None:
+        """Continues from the checkpoint, which must be of this very search."""
+        saved = resume_state(self.checkpoint_path, self.run, written_by="search",
+                             remedy="remove it, choose another output directory, or start over without resuming",
+                             recognise=lambda state: state.get("kind") == "search")
+        self.model.load_state_dict(saved["model"])
+        self.state.optimizer.load_state_dict(saved["optimizer"])
+        self.state.architect.load_state_dict(saved["architect"])
+        self.state.scheduler.load_state_dict(saved["scheduler"])
+        self.prepare.generator.set_state(saved["augment_rng"][self.rank])
+        self.history, self.initial = list(saved["history"]), saved["initial"]
+        self.epoch, self.position, self.val_position = saved["epoch"], saved["position"], saved["val_position"]
+        self.global_step, self.elapsed, self.sums = saved["step"], saved["seconds"], dict(saved["sums"])
+        self.sums["totals"] = self.sums["totals"].to(self.device)
+        where = f"step {self.position} of epoch {self.epoch + 1}" if self.position else f"epoch {self.epoch}"
+        self.say(f"resumed from {self.checkpoint_path} after {where}/{self.config.epochs}")
+
+    def position_architecture_batches(self) -> None:
+        """Cycles the architecture half to where the run stands."""
+        self.val_batches = CycleLoader(self.val_loader)
+        passes, offset = divmod(self.val_position, len(self.val_loader))
+        self.val_loader.sampler.set_epoch(passes)
+        for _ in range(offset):
+            next(self.val_batches)
+
+    def next_val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         while True:
-            batch = next(val_batches)
-            val_position += 1
+            batch = next(self.val_batches)
+            self.val_position += 1
             if len(batch[1]) >= 2:
-                return prepare(batch)
+                return self.prepare(batch)
 
-    def save(epoch_done: int) -> None:
-        # Called on every rank: each contributes its augmentation state; rank 0 writes.
-        rng_states = _gather_rng(prepare.generator.get_state(), world_size)
-        if not main_rank:
+    def save(self, epoch_done: int) -> None:
+        """Checkpoints the run. Called on every rank: each contributes its augmentation
+        state; rank 0 writes."""
+        rng_states = _gather_rng(self.prepare.generator.get_state(), self.world_size)
+        if not self.main_rank:
             return
-        save_checkpoint(checkpoint_path, {
-            "kind": "search", "run": run, "epoch": epoch_done, "position": position, "val_position": val_position,
-            "step": global_step, "seconds": elapsed + time.perf_counter() - started, "sums": sums,
-            "history": history, "initial": initial, "model": model.state_dict(),
-            "optimizer": state.optimizer.state_dict(), "architect": state.architect.state_dict(),
-            "scheduler": state.scheduler.state_dict(), "augment_rng": rng_states,
+        save_checkpoint(self.checkpoint_path, {
+            "kind": "search", "run": self.run, "epoch": epoch_done, "position": self.position,
+            "val_position": self.val_position, "step": self.global_step, "seconds": self.seconds(),
+            "sums": self.sums, "history": self.history, "initial": self.initial, "model": self.model.state_dict(),
+            "optimizer": self.state.optimizer.state_dict(), "architect": self.state.architect.state_dict(),
+            "scheduler": self.state.scheduler.state_dict(), "augment_rng": rng_states,
         })
 
-    log_info = {
-        "format": LOG_FORMAT, "version": LOG_VERSION, "proxyfast_version": __version__,
-        "torch_version": torch.__version__,
-        "config": dataclasses.asdict(config), "dataset": {**run["dataset"], "image_shape": list(dataset[0][0].shape),
-                                                          "num_classes": num_classes},
-        "proxy": run["proxy"], "world_size": world_size, "device": _device_description(device),
-        "steps_per_epoch": steps_per_epoch, "weights_examples": len(train_loader.sampler) * world_size,
-        "architecture_examples": len(val_loader.sampler) * world_size,
-    }
-    started = time.perf_counter()
-    model.train()
-    while epoch < config.epochs:
-        update_arch = epoch >= config.warmup_epochs
-        epoch_lr = state.lr if position == 0 else sums["lr"]
-        if position == 0:
-            prepare.generator = _augment_generator(config.seed, epoch, rank)
-            sums = _new_sums(device, lr=epoch_lr)
+    def train_epoch(self) -> None:
+        """The rest of the current epoch's steps (all of them unless it resumed mid-epoch)."""
+        config = self.config
+        update_arch = self.epoch >= config.warmup_epochs
+        if self.position == 0:
+            self.prepare.generator = _augment_generator(config.seed, self.epoch, self.rank)
+            self.sums = _new_sums(self.device, lr=self.state.lr)
+        sums = self.sums
         segment_start = time.perf_counter()
-        train_loader.sampler.set_epoch(epoch)
-        batches = iter(train_loader)
-        for _ in range(position):  # the batches done before the checkpoint
+        self.train_loader.sampler.set_epoch(self.epoch)
+        batches = iter(self.train_loader)
+        for _ in range(self.position):  # the batches done before the checkpoint
             next(batches)
-        bar = Progress(steps_per_epoch, f"search {epoch + 1}/{config.epochs}", enabled=progress and main_rank,
+        bar = Progress(self.steps_per_epoch, f"search {self.epoch + 1}/{config.epochs}", enabled=self.progress,
                        unit="step")
         bar.update(sums["steps"])
         for batch in batches:
-            position += 1
+            self.position += 1
             if len(batch[1]) < 2:
                 continue
-            train_batch = prepare(batch)
-            val_batch = next_val_batch() if update_arch else None
-            loss, val_loss, logits = _step(state, train_batch, val_batch, update_arch)
-            global_step += 1
+            train_batch = self.prepare(batch)
+            val_batch = self.next_val_batch() if update_arch else None
+            loss, val_loss, logits = _step(self.state, train_batch, val_batch, update_arch)
+            self.global_step += 1
             sums["steps"] += 1
             # Summed on the device: reading a value back would synchronise every step.
             totals, labels = sums["totals"], train_batch[1]
@@ -662,17 +687,26 @@ def search(
                 totals[3] += val_loss
             postfix = f"loss {(totals[0] / totals[2]).item():.3f}" if sums["steps"] % 20 == 1 else None
             bar.update(1, postfix=postfix)
-            if checkpoint_every and global_step % checkpoint_every == 0 and position < len(train_loader):
+            if (self.checkpoint_every and self.global_step % self.checkpoint_every == 0
+                    and self.position < len(self.train_loader)):
                 sums["seconds"] += time.perf_counter() - segment_start
                 segment_start = time.perf_counter()
-                save(epoch)
+                self.save(self.epoch)
         bar.close()
-        val_loss, val_accuracy = _evaluate(model, eval_loader, prepare)
         sums["seconds"] += time.perf_counter() - segment_start
-        loss_sum, correct, count, arch_loss_sum, steps = _all_sum([*sums["totals"].tolist(), sums["steps"]], device)
+
+    def end_epoch(self) -> None:
+        """Evaluates, records and logs the epoch just trained, then checkpoints."""
+        config, sums = self.config, self.sums
+        update_arch = self.epoch >= config.warmup_epochs
+        evaluation_start = time.perf_counter()
+        val_loss, val_accuracy = _evaluate(self.model, self.eval_loader, self.prepare)
+        sums["seconds"] += time.perf_counter() - evaluation_start
+        loss_sum, correct, count, arch_loss_sum, steps = _all_sum([*sums["totals"].tolist(), sums["steps"]],
+                                                                  self.device)
         record = {
-            "epoch": epoch + 1,
-            "lr": epoch_lr,
+            "epoch": self.epoch + 1,
+            "lr": sums["lr"],
             "train_loss": loss_sum / count,
             "train_accuracy": correct / count,
             "arch_loss": arch_loss_sum / steps if update_arch else None,
@@ -680,28 +714,35 @@ def search(
             "val_accuracy": val_accuracy,
             "seconds": sums["seconds"],
             "arch_updated": update_arch,
-            **_cell_weights(model),
-            "genotype": str(model.genotype()),
+            **_cell_weights(self.model),
+            "genotype": str(self.model.genotype()),
         }
-        history.append(record)
-        epoch, position = epoch + 1, 0
-        save(epoch)
-        if main_rank:
-            _write_log(out_dir, log_info, initial, history, elapsed + time.perf_counter() - started, finished=False)
+        self.history.append(record)
+        self.epoch, self.position = self.epoch + 1, 0
+        self.save(self.epoch)
+        if self.main_rank:
+            _write_log(self.out_dir, self.log_info, self.initial, self.history, self.seconds(), finished=False)
         arch = f"arch loss {record['arch_loss']:.4f}, " if update_arch else "weights only, "
-        say(f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f} "
-            f"acc {100 * record['train_accuracy']:.2f}%, {arch}val loss {val_loss:.4f} "
-            f"acc {100 * val_accuracy:.2f}%, lr {epoch_lr:.5f}, {record['seconds']:.1f} s")
-    seconds = elapsed + time.perf_counter() - started
+        self.say(f"epoch {self.epoch}/{config.epochs}: train loss {record['train_loss']:.4f} "
+                 f"acc {100 * record['train_accuracy']:.2f}%, {arch}val loss {val_loss:.4f} "
+                 f"acc {100 * val_accuracy:.2f}%, lr {record['lr']:.5f}, {record['seconds']:.1f} s")
 
-    genotype = model.genotype()
-    files: dict[str, str] = {}
-    if main_rank:
-        files = _write_outputs(out_dir, log_info, initial, history, seconds, genotype, say, plots)
-        files["checkpoint"] = checkpoint_path
-    say(f"genotype: {genotype}")
-    say(f"search wall time: {seconds:.1f} s")
-    return SearchResult(genotype, history, seconds, state, files)
+    def seconds(self) -> float:
+        """Search wall time so far, over every run that resumed this one."""
+        return self.elapsed + time.perf_counter() - self.started
+
+    def finish(self, plots: bool) -> SearchResult:
+        """Writes the outputs (rank 0) and returns the result."""
+        seconds = self.seconds()
+        genotype = self.model.genotype()
+        files: dict[str, str] = {}
+        if self.main_rank:
+            files = _write_outputs(self.out_dir, self.log_info, self.initial, self.history, seconds, genotype,
+                                   self.say, plots)
+            files["checkpoint"] = self.checkpoint_path
+        self.say(f"genotype: {genotype}")
+        self.say(f"search wall time: {seconds:.1f} s")
+        return SearchResult(genotype, self.history, seconds, self.state, files)
 
 
 def _new_sums(device: torch.device, lr: float = math.nan) -> dict[str, Any]:
