@@ -162,3 +162,11 @@ def test_forgetting_events_equal_a_recount_of_the_scripted_predictions(rng):
     assert result.presentations.tolist() == [epochs] * n
     assert result.counts.tolist() == [e if ok else math.inf for e, ok in zip(events, learned)]
     assert max(events) >= 3
+
+
+def test_tracker_state_of_another_size_is_refused_naming_the_field():
+    from proxyfast.forgetting import ForgettingTracker as Tracker
+
+    state = Tracker(3).state_dict()
+    with pytest.raises(ValueError, match=r"^forgetting state 'last_correct' has shape \(3,\), expected \(4,\)$"):
+        Tracker(4).load_state_dict(state)

@@ -20,7 +20,7 @@ JOBS=${MUTATION_JOBS:-2}
 # module (under proxyfast/) -> the tests that exercise it
 declare -A TESTS=(
   [selection/methods.py]="tests/test_selection_exact.py tests/test_sampler_power.py tests/test_select.py"
-  [selection/binning.py]="tests/test_binning.py tests/test_selection_exact.py"
+  [selection/binning.py]="tests/test_binning.py tests/test_selection_exact.py tests/test_proxyset.py"
   [baseline/forgetting_events.py]="tests/test_forgetting.py"
   [selection/forgetting.py]="tests/test_forgetting.py tests/test_selection_exact.py"
   [selection/kcenter.py]="tests/test_kcenter.py tests/test_selection_exact.py"
