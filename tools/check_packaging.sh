@@ -30,9 +30,21 @@ run() {
   fi
 }
 
+# The sdist is made from a copy of the tracked files as they are now: in the tree itself,
+# what earlier builds left (egg-info's list of sources) would fill in what MANIFEST.in misses.
+src=$ROOT
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git -C "$ROOT" ls-files | grep -v '^\.gitignore$' | while IFS= read -r file; do
+    if [[ -e $file ]]; then printf '%s\n' "$file"; fi  # not the tracked files deleted here
+  done | sort >"$work/tracked.txt"
+  src=$work/src
+  mkdir "$src"
+  tar -cf - -T "$work/tracked.txt" | tar -xf - -C "$src"
+fi
+
 echo "== packaging: sdist, then a wheel from it (python -m build --no-isolation)"
 start=$SECONDS
-run build.log "$PY" -m build --no-isolation --outdir "$work/dist" .
+run build.log "$PY" -m build --no-isolation --outdir "$work/dist" "$src"
 sdists=("$work"/dist/proxyfast-*.tar.gz)
 wheels=("$work"/dist/proxyfast-*.whl)
 [[ ${#sdists[@]} -eq 1 && -f ${sdists[0]} && ${#wheels[@]} -eq 1 && -f ${wheels[0]} ]] ||
@@ -42,8 +54,7 @@ grep -m1 '^proxyfast: ' "$work/build.log" || fail "the build did not say which k
 
 echo "== packaging: the sdist carries every tracked file"
 tar -tzf "${sdists[0]}" | sed 's|^[^/]*/||' | sort -u >"$work/sdist.txt"
-if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git -C "$ROOT" ls-files | grep -v '^\.gitignore$' | sort >"$work/tracked.txt"
+if [[ -f $work/tracked.txt ]]; then
   missing=$(comm -23 "$work/tracked.txt" "$work/sdist.txt")
   [[ -z $missing ]] || fail "tracked files missing from the sdist (MANIFEST.in): $missing"
   echo "all $(wc -l <"$work/tracked.txt") tracked files are in the sdist"
@@ -98,7 +109,7 @@ cd "$ROOT"
 echo "== packaging: plain pip install . (build isolation) stops at once, without torch"
 start=$SECONDS
 status=0
-timeout 120 "$VPY" -m pip install -v --disable-pip-version-check . >"$work/isolated.log" 2>&1 || status=$?
+timeout 120 "$VPY" -m pip install -v --disable-pip-version-check "$src" >"$work/isolated.log" 2>&1 || status=$?
 elapsed=$((SECONDS - start))
 [[ $status -ne 0 && $status -ne 124 ]] || { tail -n 20 "$work/isolated.log"; fail "plain pip install . exited with $status"; }
 grep -q 'pip install --no-build-isolation \.' "$work/isolated.log" ||
