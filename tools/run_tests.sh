@@ -26,7 +26,7 @@ echo "== Python tests (PROXYFAST_TEST_SEED=$PROXYFAST_TEST_SEED)"
 $PY -m pytest tests -q -p no:cacheprovider
 
 # The slow tests (deselected above): the pipeline command end to end on Fashion-MNIST, k-center's O(N) memory.
-echo "== slow tests (about two minutes)"
+echo "== slow tests (about four minutes on two cores)"
 $PY -m pytest tests -q -p no:cacheprovider -m slow
 
 # Most users' CPUs have no AVX-512: the training tests again on torch's AVX2 code paths,
