@@ -87,8 +87,14 @@ def test_select_forgetting_breaks_ties_by_seed():
 
 
 def test_select_forgetting_without_counts_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"forgetting counts.*proxyfast\.forgetting"):
+    with pytest.raises(ValueError) as error:
         proxyfast.select(Scores.from_entropy([0.5, 0.2, 0.1]), k=1, method="forgetting")
+    # The whole message: it is the user's only instruction for what to do.
+    assert str(error.value) == (
+        "method 'forgetting' needs scores with forgetting counts: compute them with "
+        "proxyfast.forgetting(model, dataset) and attach them with "
+        "scores.replace(forgetting_counts=result.counts)"
+    )
 
 
 def test_forgetting_trains_from_scratch_and_counts(rng):
