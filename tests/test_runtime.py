@@ -47,7 +47,7 @@ def test_a_bad_override_is_a_clear_error(monkeypatch):
 
 def test_this_machine_follows_its_flags(monkeypatch):
     monkeypatch.delenv("PROXYFAST_BF16", raising=False)
-    flags = runtime._cpu_flags()
+    flags = runtime.cpu_flags()
     if not flags:
         pytest.skip("no /proc/cpuinfo here")
     capability = torch.backends.cpu.get_cpu_capability()

@@ -23,6 +23,7 @@ from .device import default_device, resolve_device, set_threads
 from .precision import (
     autocast,
     cpu_bfloat16_decision,
+    cpu_flags,
     cpu_has_native_bfloat16,
     native_bfloat16,
     resolve_amp,
@@ -36,6 +37,7 @@ __all__ = [
     "Progress",
     "autocast",
     "cpu_bfloat16_decision",
+    "cpu_flags",
     "cpu_has_native_bfloat16",
     "dataset_image_size",
     "default_device",

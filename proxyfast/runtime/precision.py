@@ -24,7 +24,7 @@ import platform
 import torch
 from torch import nn
 
-__all__ = ["autocast", "cpu_bfloat16_decision", "cpu_has_native_bfloat16",
+__all__ = ["autocast", "cpu_bfloat16_decision", "cpu_flags", "cpu_has_native_bfloat16",
            "native_bfloat16", "resolve_amp", "use_channels_last"]
 
 # ONEDNN_MAX_CPU_ISA values (lower case) under which oneDNN still issues bfloat16
@@ -38,7 +38,7 @@ _ONEDNN_BF16_ISAS = frozenset({"all", "avx512_core_bf16", "avx512_core_amx", "av
 _CHANNELS_LAST_MIN_IN_CHANNELS = 8
 
 
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """The CPU feature flags of /proc/cpuinfo (x86 ``flags``, Arm ``Features``); empty
     where the file does not exist."""
     try:
@@ -76,7 +76,7 @@ def cpu_bfloat16_decision(flags: frozenset[str], machine: str, aten_capability: 
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU, as torch will use it, computes in bfloat16 natively."""
-    return cpu_bfloat16_decision(_cpu_flags(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
+    return cpu_bfloat16_decision(cpu_flags(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
                                  os.environ.get("ONEDNN_MAX_CPU_ISA"), os.environ.get("PROXYFAST_BF16"))
 
 
