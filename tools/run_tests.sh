@@ -30,7 +30,7 @@ echo "== slow tests (about four minutes on two cores)"
 $PY -m pytest tests -q -p no:cacheprovider -m slow
 
 # Most users' CPUs have no AVX-512: the training tests again on torch's AVX2 code paths,
-# where oneDNN's defects differ (see proxyfast/runtime.py).
+# where oneDNN's defects differ (see proxyfast/runtime/precision.py).
 echo "== training tests on torch's AVX2 code paths (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2)"
 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $PY -m pytest -q -p no:cacheprovider \
   tests/test_runtime.py tests/test_pretrain.py tests/test_forgetting.py tests/test_nas_train.py tests/test_pipeline.py
