@@ -36,6 +36,7 @@ from ..distributed import run_job
 from ..nas.genotypes import Genotype, get_genotype
 from ..nas.plots import CELLS, plot_cell
 from ..nas.train import save_network, train_network
+from ..runtime import resolve_amp
 from .common import add_data_arguments, add_run_arguments, check_data_arguments, setup_run
 
 __all__ = ["add_commands", "resolve_arch"]
@@ -153,7 +154,8 @@ def _train(args: argparse.Namespace, genotype: Genotype, device: torch.device, i
         "settings": {
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
             "grad_clip": args.grad_clip, "cutout": args.cutout, "drop_path_prob": args.drop_path,
-            "auxiliary_weight": args.auxiliary_weight, "augment": not args.no_augment, "amp": args.amp,
+            "auxiliary_weight": args.auxiliary_weight, "augment": not args.no_augment,
+            "amp": resolve_amp(args.amp, device),  # the precision the run took, not only what was asked
             "seed": args.seed,
         },
         "parameters": result.parameters,
