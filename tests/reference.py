@@ -61,7 +61,7 @@ def entropy_reference(logits) -> tuple[np.ndarray, np.ndarray]:
 
 
 def histogram_reference(log10_entropy, bin_width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges, bin ids and counts of DESIGN.md section 2.2, one value at a time."""
+    """Edges, bin ids and counts of docs/design.md ("The histogram"), one value at a time."""
     values = [float(v) for v in np.asarray(log10_entropy, dtype=np.float32)]
     low, high = min(values), max(values)
     lo = float(round(low))
