@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 PY=.venv/bin/python
 
+# torch.compile's kernel cache in this checkout, not the machine-wide one in /tmp: a
+# kernel left there by another checkout, another torch or another ISA setting (the
+# AVX2 step below) was seen to abort the benchmark pass when reloaded.
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/build/inductor-cache}
+
 echo "== nvcc compile check of csrc/cuda"
 PYTHON=$PY bash tools/check_cuda.sh
 
@@ -32,7 +37,8 @@ $PY -m pytest tests -q -p no:cacheprovider -m slow
 # Most users' CPUs have no AVX-512: the training tests again on torch's AVX2 code paths,
 # where oneDNN's defects differ (see proxyfast/runtime/precision.py).
 echo "== training tests on torch's AVX2 code paths (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2)"
-ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $PY -m pytest -q -p no:cacheprovider \
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TORCHINDUCTOR_CACHE_DIR=$TORCHINDUCTOR_CACHE_DIR-avx2 \
+  $PY -m pytest -q -p no:cacheprovider \
   tests/test_runtime.py tests/test_pretrain.py tests/test_forgetting.py tests/test_nas_train.py tests/test_pipeline.py
 
 echo "== benchmarks, one untimed pass"
