@@ -176,10 +176,14 @@ def _run_score(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     scores = score(model, dataset, batch_size=args.batch_size, device=device, features=args.features, amp=args.amp,
                    progress=not args.quiet)
-    seconds = time.perf_counter() - started
+    _write_scores(args, scores, time.perf_counter() - started, "")
+
+
+def _write_scores(args: argparse.Namespace, scores, seconds: float, where: str) -> None:
+    """Saves the scores (and the entropy list when asked) and prints the one summary line."""
     scores.save(args.out)
     accuracy = float((scores.predictions == scores.labels).float().mean())
-    print(f"scored {len(scores):,} images in {seconds:.1f} s ({len(scores) / seconds:,.0f} images/s); "
+    print(f"scored {len(scores):,} images{where} in {seconds:.1f} s ({len(scores) / seconds:,.0f} images/s); "
           f"accuracy {100 * accuracy:.2f}%; wrote {args.out}")
     if args.entropy_list:
         write_entropy_list(args.entropy_list, scores)
@@ -209,13 +213,7 @@ def _run_score_sharded(args: argparse.Namespace, device: torch.device) -> None:
         seconds = time.perf_counter() - started
         if not env.is_main:
             return
-        scores.save(args.out)
-        accuracy = float((scores.predictions == scores.labels).float().mean())
-        print(f"scored {len(scores):,} images on {env.world_size} process(es) in {seconds:.1f} s "
-              f"({len(scores) / seconds:,.0f} images/s); accuracy {100 * accuracy:.2f}%; wrote {args.out}")
-        if args.entropy_list:
-            write_entropy_list(args.entropy_list, scores)
-            print(f"wrote {args.entropy_list}")
+        _write_scores(args, scores, seconds, f" on {env.world_size} process(es)")
         if not args.keep_shards:
             remove_shards(work_dir)
     finally:
