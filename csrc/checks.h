@@ -18,8 +18,8 @@ inline void check_logits(const at::Tensor& logits) {
 }
 
 inline void check_histogram_values(const at::Tensor& values) {
-  TORCH_CHECK(values.dim() == 1 && values.scalar_type() == at::kFloat,
-              "proxyfast: histogram values must be a 1-D float32 tensor, got ", values.dim(), "-D ",
+  TORCH_CHECK(values.dim() == 1 && (values.scalar_type() == at::kFloat || values.scalar_type() == at::kDouble),
+              "proxyfast: histogram values must be a 1-D float32 or float64 tensor, got ", values.dim(), "-D ",
               values.scalar_type());
 }
 

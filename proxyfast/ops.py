@@ -117,9 +117,10 @@ def entropy_histogram(logits, lo, bin_width, n_bins, top, check_finite=True):
 
 
 def histogram_bins(values, lo, bin_width, n_bins, top):
-    """Bins a 1-D float32 tensor into edges ``lo + b * bin_width``; (int32 ids, int64 counts)."""
-    if not isinstance(values, torch.Tensor) or values.dim() != 1 or values.dtype != torch.float32:
-        raise TypeError("values must be a 1-D float32 tensor")
+    """Bins a 1-D float32 or float64 tensor into edges ``lo + b * bin_width``, comparing in
+    float64; (int32 ids, int64 counts)."""
+    if not isinstance(values, torch.Tensor) or values.dim() != 1 or values.dtype not in (torch.float32, torch.float64):
+        raise TypeError("values must be a 1-D float32 or float64 tensor")
     _check_bins(lo, bin_width, n_bins, top)
     return torch.ops.proxyfast.histogram_bins.default(values, float(lo), float(bin_width), int(n_bins), float(top))
 

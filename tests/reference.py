@@ -61,8 +61,10 @@ def entropy_reference(logits) -> tuple[np.ndarray, np.ndarray]:
 
 
 def histogram_reference(log10_entropy, bin_width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges, bin ids and counts of docs/design.md ("The histogram"), one value at a time."""
-    values = [float(v) for v in np.asarray(log10_entropy, dtype=np.float32)]
+    """Edges, bin ids and counts of docs/design.md ("The histogram"), one value at a time,
+    compared in float64 as the paper's code compares: float32 values as they are, float64
+    values unrounded."""
+    values = [float(v) for v in np.asarray(log10_entropy)]
     low, high = min(values), max(values)
     lo = float(round(low))
     while low < lo:
@@ -84,6 +86,11 @@ def histogram_reference(log10_entropy, bin_width: float) -> tuple[np.ndarray, np
     ids = np.array(ids, dtype=np.int64)
     return np.array(edges), ids, np.bincount(ids, minlength=n_bins)
 
+
+
+def paper_log10_entropy(entropy) -> np.ndarray:
+    """log10 of entropies as the paper's code takes it: numpy, float64."""
+    return np.log10(np.asarray(entropy, dtype=np.float64))
 
 
 def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:

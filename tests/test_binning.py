@@ -1,12 +1,17 @@
 """The log-entropy histogram: edge rule, bin rule, the op against the reference."""
 
+import gzip
+from importlib import resources
+
 import numpy as np
 import pytest
 import torch
 
+import proxyfast
 from proxyfast import ops
+from proxyfast.scoring.builtin import BUILTIN_ENTROPY_LIST, builtin_entropy_list
 from proxyfast.binning import histogram, histogram_edges
-from reference import histogram_reference
+from reference import histogram_reference, paper_histogram, paper_log10_entropy
 
 
 @pytest.mark.parametrize("n", [1, 2, 17, 1000, 65537])
@@ -81,7 +86,89 @@ def test_bad_input():
         histogram(torch.zeros(3), "0.5")
     with pytest.raises(ValueError, match="bins"):
         histogram(torch.tensor([-400.0, 1.0]), 1e-6)
-    with pytest.raises(TypeError, match="values must be a 1-D float32 tensor"):
-        ops.histogram_bins(torch.zeros(3, dtype=torch.float64), 0.0, 0.5, 2, 1.0)
+    for bad in (torch.zeros(3, dtype=torch.float16), torch.zeros(3, dtype=torch.int64), torch.zeros(2, 2)):
+        with pytest.raises(TypeError, match="values must be a 1-D float32 or float64 tensor"):
+            ops.histogram_bins(bad, 0.0, 0.5, 2, 1.0)
     with pytest.raises(ValueError, match="n_bins must be a positive integer"):
         ops.histogram_bins(torch.zeros(3), 0.0, 0.5, 0, 1.0)
+
+
+def below_edge_with_float32_on_it(edge: float) -> float:
+    """A float64 just below ``edge`` whose float32 rounding is ``edge`` itself."""
+    value = np.nextafter(edge, -np.inf)
+    assert value < edge and float(np.float32(value)) == edge
+    return float(value)
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 1000, 65537])
+@pytest.mark.parametrize("bin_width", [0.5, 0.25, 0.2, 0.3])
+def test_float64_values_match_the_float64_reference(rng, n, bin_width):
+    values = rng.normal(size=n) * rng.uniform(0.1, 6) + rng.uniform(-20, 1)
+    if n > 2:  # values a hair either side of edges, and on them
+        on_edges = np.round(values[: n // 3] / bin_width) * bin_width
+        values[: n // 3] = on_edges + rng.choice([-1, 0, 1], size=len(on_edges)) * np.spacing(on_edges)
+    hist, ids = histogram(torch.from_numpy(values), bin_width)
+    edges, ref_ids, ref_counts = histogram_reference(values, bin_width)
+    np.testing.assert_array_equal(hist.edges, edges)
+    np.testing.assert_array_equal(ids.numpy(), ref_ids)
+    np.testing.assert_array_equal(hist.counts, ref_counts)
+
+
+def test_float64_value_below_an_edge_stays_below():
+    # -1.25 is an edge; the value just below it rounds onto it in float32, which would
+    # move it one bin up.
+    below = below_edge_with_float32_on_it(-1.25)
+    values = np.array([-2.1, below, -1.1, -0.6])
+    hist, ids = histogram(torch.from_numpy(values), 0.25)
+    assert hist.edges[0] == -2.25 and hist.edges[4] == -1.25
+    assert ids.tolist()[1] == 3
+    _, paper_ids, paper_counts = paper_histogram(values, 0.25)
+    assert ids.tolist() == paper_ids.tolist()
+    assert hist.counts.tolist() == paper_counts[: hist.n_bins].tolist()
+    # The same values rounded to float32 land on the edge: that is the float32 rule.
+    _, ids32 = histogram(torch.from_numpy(values.astype(np.float32)), 0.25)
+    assert ids32.tolist()[1] == 4
+
+
+def entropy_whose_log10_is_below_edge_in_float64_only(edge: float) -> float:
+    """An entropy whose numpy float64 log10 is below ``edge`` and rounds to ``edge`` or
+    above in float32."""
+    entropy = 10.0 ** edge
+    for _ in range(200):
+        entropy = np.nextafter(entropy, 0.0)
+        log10 = paper_log10_entropy([entropy])[0]
+        if log10 < edge and float(np.float32(log10)) >= edge:
+            return float(entropy)
+    raise AssertionError(f"no such entropy near 10 ** {edge}")
+
+
+@pytest.mark.parametrize("as_input", [np.asarray, torch.from_numpy, list])
+def test_select_bins_float64_entropies_as_the_paper(rng, as_input):
+    edge = -1.5
+    crossing = entropy_whose_log10_is_below_edge_in_float64_only(edge)
+    entropy = 10.0 ** rng.uniform(-3.9, -0.1, size=400)
+    entropy[[0, 1]] = [10.0 ** -3.95, 10.0 ** -0.05]  # edges -4 and 0 fixed
+    entropy[7] = crossing
+    proxy = proxyfast.select(as_input(entropy), k=40, bin_width=0.25, seed=3)
+    _, paper_ids, paper_counts = paper_histogram(paper_log10_entropy(entropy), 0.25)
+    assert proxy.histogram.counts.tolist() == paper_counts[: proxy.histogram.n_bins].tolist()
+    assert paper_ids[7] == 9 and proxy.histogram.edges[10] == edge
+    # Scores hold float32 log10 entropies: binning those moves the example up one bin.
+    from_scores = proxyfast.select(proxyfast.Scores.from_entropy(entropy), k=40, bin_width=0.25, seed=3)
+    assert (from_scores.histogram.counts - proxy.histogram.counts).tolist()[9:11] == [-1, 1]
+
+
+@pytest.mark.parametrize("bin_width", [0.25, 0.5, 0.2])
+def test_shipped_list_per_bin_counts_equal_the_papers(bin_width):
+    # The list read as the paper's code reads it: float64 entropies, numpy log10.
+    with resources.as_file(resources.files("proxyfast.data").joinpath(BUILTIN_ENTROPY_LIST)) as path:
+        rows = np.loadtxt(gzip.open(path), dtype=np.float64)
+    entropy = np.empty(len(rows))
+    entropy[rows[:, 0].astype(np.int64)] = rows[:, 1]
+    _, paper_ids, paper_counts = paper_histogram(paper_log10_entropy(entropy), bin_width)
+    proxy = proxyfast.select(entropy, fraction=0.1, bin_width=bin_width)
+    assert proxy.histogram.counts.tolist() == paper_counts[: proxy.histogram.n_bins].tolist()
+    assert paper_counts[proxy.histogram.n_bins:].sum() == 0
+    # The built-in Scores (float32 log10) give the same counts on this list.
+    builtin = proxyfast.select(builtin_entropy_list(), fraction=0.1, bin_width=bin_width)
+    assert builtin.histogram.counts.tolist() == proxy.histogram.counts.tolist()

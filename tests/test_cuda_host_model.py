@@ -135,18 +135,20 @@ def test_entropy_histogram_matches_cpu(host, rng):
         assert torch.equal(got[2], want_ids) and torch.equal(got[3], want_counts)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_bins", [1, 37, 8192, 8193])
-def test_histogram_bins_matches_cpu(host, rng, n_bins):
+def test_histogram_bins_matches_cpu(host, rng, n_bins, dtype):
     lo, width = -9.0, 12.0 / n_bins
     top = lo + n_bins * width
     values = rng.normal(-3.0, 2.5, size=5000)
-    values[:57] = np.concatenate([lo + rng.integers(0, n_bins + 1, size=50) * width,
-                                  [lo, top, lo - 1e-3, top + 1e-3, np.nan, np.inf, -np.inf]])
-    values = torch.from_numpy(values.astype(np.float32))
+    on_edges = lo + rng.integers(0, n_bins + 1, size=50) * width
+    values[:107] = np.concatenate([on_edges, np.nextafter(on_edges, -np.inf),
+                                   [lo, top, lo - 1e-3, top + 1e-3, np.nan, np.inf, -np.inf]])
+    values = torch.from_numpy(values.astype(dtype))
     for view in (values, values[1::3]):
         got, want = host.histogram_bins(view, lo, width, n_bins, top), cpu.histogram_bins(view, lo, width, n_bins, top)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    ids, counts = host.histogram_bins(torch.empty(0), lo, width, n_bins, top)
+    ids, counts = host.histogram_bins(torch.empty(0, dtype=values.dtype), lo, width, n_bins, top)
     assert ids.shape == (0,) and torch.equal(counts, torch.zeros(n_bins, dtype=torch.int64))
 
 

@@ -6,6 +6,7 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import ops
@@ -18,6 +19,8 @@ from .registry import METHODS, SelectionContext, available_methods, check_method
 
 __all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_methods", "check_method", "histogram",
            "register_method", "select"]
+
+_NARROW_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
 # The stream of ops.weighted_sample that orders the selected indices; methods use stream 0.
 SHUFFLE_STREAM = 1
@@ -70,6 +73,22 @@ def _target_device(device: torch.device | str) -> torch.device:
     return device
 
 
+def _float64_log10(entropies: Any) -> torch.Tensor | None:
+    """The float64 log10 of 1-D entropies given in float64 (or as integers or a list), as
+    the paper's code takes it; None for Scores, logits and narrower floats, whose log10
+    the scores hold. ``entropies`` has passed :func:`as_scores`."""
+    if isinstance(entropies, Scores):
+        return None
+    if isinstance(entropies, torch.Tensor):
+        if entropies.dim() != 1 or entropies.dtype in _NARROW_FLOATS:
+            return None
+        return torch.log10(entropies.to(torch.float64))
+    array = np.asarray(entropies)
+    if array.ndim != 1 or array.dtype in (np.float32, np.float16):
+        return None
+    return torch.log10(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)))
+
+
 def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
     """``indices`` in a seeded random order, the same on every device."""
     if indices.numel() < 2:
@@ -114,12 +133,16 @@ def select(
     beta = _check_number("beta", beta, 0.0, 1.0)
     target = _target_device(device) if device is not None else None
 
-    scores = as_scores(scores)
+    given = scores
+    scores = as_scores(given)
+    float64_log10 = _float64_log10(given)
     if target is not None:
         scores = scores.to(target)
+        float64_log10 = None if float64_log10 is None else float64_log10.to(target)
     k = _proxy_size(len(scores), k, fraction, round_to)
 
-    ctx = SelectionContext(scores=scores, k=k, seed=seed, bin_width=float(bin_width), beta=beta)
+    ctx = SelectionContext(scores=scores, k=k, seed=seed, bin_width=float(bin_width), beta=beta,
+                           float64_log10_entropy=float64_log10)
     indices = METHODS[method](ctx)
     if indices.shape != (k,):
         raise RuntimeError(f"selection method {method!r} returned shape {tuple(indices.shape)}, expected ({k},)")

@@ -108,14 +108,16 @@ def histogram_edges(min_value: float, max_value: float, bin_width: float) -> np.
 
 def histogram(log10_entropy: torch.Tensor, bin_width: float = 0.5) -> tuple[Histogram, torch.Tensor]:
     """Bins log10 entropies: returns the Histogram and the int32 bin of each example,
-    computed on the device of ``log10_entropy``."""
+    computed on the device of ``log10_entropy``. float64 values are binned as they are,
+    as the paper's code bins its float64 log10 entropies; other dtypes as float32."""
     if not isinstance(log10_entropy, torch.Tensor):
         log10_entropy = torch.as_tensor(np.asarray(log10_entropy))
     if log10_entropy.dim() != 1:
         raise ValueError(f"log10_entropy must be 1-D, got shape {tuple(log10_entropy.shape)}")
     if log10_entropy.numel() == 0:
         raise ValueError("log10_entropy is empty")
-    values = log10_entropy.to(torch.float32).contiguous()
+    dtype = torch.float64 if log10_entropy.dtype == torch.float64 else torch.float32
+    values = log10_entropy.to(dtype).contiguous()
     lo_hi = torch.aminmax(values)
     min_value, max_value = float(lo_hi.min), float(lo_hi.max)
     if not (math.isfinite(min_value) and math.isfinite(max_value)):

@@ -61,20 +61,20 @@ def _descending(values: torch.Tensor) -> torch.Tensor:
 @register_method("entropy_top")
 def entropy_top(ctx: SelectionContext) -> torch.Tensor:
     """The k highest entropies."""
-    return _descending(ctx.scores.log10_entropy)[: ctx.k]
+    return _descending(ctx.log10_entropy)[: ctx.k]
 
 
 @register_method("entropy_bottom")
 def entropy_bottom(ctx: SelectionContext) -> torch.Tensor:
     """The k lowest entropies."""
-    return _ascending(ctx.scores.log10_entropy)[: ctx.k]
+    return _ascending(ctx.log10_entropy)[: ctx.k]
 
 
 @register_method("deterministic")
 def deterministic(ctx: SelectionContext) -> torch.Tensor:
     """The ``floor(beta * k)`` lowest entropies plus the ``k - floor(beta * k)`` highest."""
     n_low = math.floor(ctx.beta * ctx.k)
-    values = ctx.scores.log10_entropy
+    values = ctx.log10_entropy
     ascending = _ascending(values)
     # The highest are taken from the examples not already taken as lowest, so that ties
     # across the two groups cannot select an example twice.

@@ -36,6 +36,16 @@ class SelectionContext:
     seed: int
     bin_width: float
     beta: float
+    # The float64 log10 entropies of float64 input, which the paper's code bins; None: the scores' own.
+    float64_log10_entropy: torch.Tensor | None = None
+
+    @property
+    def log10_entropy(self) -> torch.Tensor:
+        """The log10 entropies the methods bin and rank: float64 where the input entropies
+        were float64, else the float32 ones of ``scores``."""
+        if self.float64_log10_entropy is not None:
+            return self.float64_log10_entropy
+        return self.scores.log10_entropy
 
     @property
     def n(self) -> int:
@@ -47,7 +57,7 @@ class SelectionContext:
 
     @cached_property
     def _binned(self) -> tuple[Histogram, torch.Tensor]:
-        return histogram(self.scores.log10_entropy, self.bin_width)
+        return histogram(self.log10_entropy, self.bin_width)
 
     @property
     def histogram(self) -> Histogram:
