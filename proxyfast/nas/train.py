@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,10 +152,86 @@ def _evaluate(model: EvalNetwork, dataset, batch_size: int, device: torch.device
     return float(_all_reduce_sum(correct, world_size > 1)) / len(dataset)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """The checked settings of the optimisation: with the network and the data, they
+    decide the trained weights, so a checkpoint must have been written under the same."""
+
+    epochs: int
+    batch_size: int  # the global batch, a multiple of the number of ranks
+    lr: float
+    momentum: float
+    weight_decay: float
+    grad_clip: float | None
+    auxiliary_weight: float
+    drop_path_prob: float
+    cutout: int
+    augment: bool
+    crop_padding: int | None
+    seed: int
+
+
+def _check_recipe(world_size: int, *, epochs, batch_size, lr, momentum, weight_decay, grad_clip, auxiliary_weight,
+                  drop_path_prob, cutout, augment, crop_padding, seed) -> _Recipe:
+    epochs = check_int("epochs", epochs, 1)
+    seed = check_int("seed", seed, 0)
+    cutout = check_int("cutout", cutout, 0)
+    lr = check_real("lr", lr, 0.0, open_low=True)
+    momentum = check_real("momentum", momentum, 0.0, 1.0, open_high=True)
+    weight_decay = check_real("weight_decay", weight_decay, 0.0)
+    if grad_clip is not None:
+        grad_clip = check_real("grad_clip", grad_clip, 0.0, open_low=True)
+    auxiliary_weight = check_real("auxiliary_weight", auxiliary_weight, 0.0)
+    drop_path_prob = check_real("drop_path_prob", drop_path_prob, 0.0, 1.0, open_high=True)
+    if crop_padding is not None:
+        crop_padding = check_int("crop_padding", crop_padding, 0)
+    batch_size = check_int("batch_size", batch_size, 2 * world_size)
+    if batch_size % world_size:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes ({world_size})")
+    return _Recipe(epochs, batch_size, lr, momentum, weight_decay, grad_clip, auxiliary_weight, drop_path_prob, cutout,
+                   augment, crop_padding, seed)
+
+
+def _steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
+    """Every rank steps once per global batch that gives each rank at least two examples
+    (as :func:`shard_epoch` cuts them)."""
+    steps = n // batch_size + (n % batch_size // world_size >= 2)
+    if steps == 0:
+        raise ValueError(f"the training set ({n} examples) is too small for one batch of {2 * world_size}")
+    return steps
+
+
 def _cosine(total_steps: int) -> Callable[[int], float]:
     """Learning-rate factor of each step: a cosine from 1 down to 0 at the last step
     (annealed per step, so that short budgets decay smoothly too)."""
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def _optimizer_and_schedule(model: nn.Module, recipe: _Recipe, total_steps: int):
+    """DARTS's optimiser: SGD with momentum, its learning rate annealed along a cosine
+    step by step (the schedule steps once per optimiser step)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(total_steps))
+
+
+def _drop_path_rate(recipe: _Recipe, epoch: int) -> float:
+    """The drop-path rate of epoch ``epoch`` (from 0): raised linearly from 0, as in DARTS."""
+    return recipe.drop_path_prob * epoch / recipe.epochs
+
+
+def _shift_padding(recipe: _Recipe, train_set) -> int | None:
+    """The largest random shift of the training images, or None for no shifts and flips."""
+    if not recipe.augment:
+        return None
+    return recipe.crop_padding if recipe.crop_padding is not None else max(1, min(dataset_image_size(train_set)) // 8)
+
+
+def _epoch_line(record: dict[str, float], epochs: int) -> str:
+    test = f", test accuracy {100 * record['test_accuracy']:.2f}%" if "test_accuracy" in record else ""
+    return (f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, train accuracy "
+            f"{100 * record['train_accuracy']:.2f}%{test}, lr {record['lr']:.5f}, drop path "
+            f"{record['drop_path_prob']:.3f}, {record['seconds']:.1f} s")
 
 
 def train_network(
@@ -232,163 +308,168 @@ def train_network(
             message names the settings that differ).
     """
     genotype = get_genotype(genotype)
-    epochs = check_int("epochs", epochs, 1)
-    seed = check_int("seed", seed, 0)
-    cutout = check_int("cutout", cutout, 0)
-    eval_every = check_int("eval_every", eval_every, 0)
-    lr = check_real("lr", lr, 0.0, open_low=True)
-    momentum = check_real("momentum", momentum, 0.0, 1.0, open_high=True)
-    weight_decay = check_real("weight_decay", weight_decay, 0.0)
-    if grad_clip is not None:
-        grad_clip = check_real("grad_clip", grad_clip, 0.0, open_low=True)
-    auxiliary_weight = check_real("auxiliary_weight", auxiliary_weight, 0.0)
-    drop_path_prob = check_real("drop_path_prob", drop_path_prob, 0.0, 1.0, open_high=True)
-    if crop_padding is not None:
-        crop_padding = check_int("crop_padding", crop_padding, 0)
     rank, world_size = distributed_rank()
-    distributed = world_size > 1
-    batch_size = check_int("batch_size", batch_size, 2 * world_size)
-    if batch_size % world_size:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes ({world_size})")
-    n = len(train_set)
-    if n < 2:
-        raise ValueError(f"the training set needs at least 2 examples, got {n}")
+    recipe = _check_recipe(world_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                           weight_decay=weight_decay, grad_clip=grad_clip, auxiliary_weight=auxiliary_weight,
+                           drop_path_prob=drop_path_prob, cutout=cutout, augment=augment, crop_padding=crop_padding,
+                           seed=seed)
+    eval_every = check_int("eval_every", eval_every, 0)
+    if len(train_set) < 2:
+        raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
     in_channels, num_classes = _image_channels_and_classes(train_set, num_classes)
+    _steps_per_epoch(len(train_set), recipe.batch_size, world_size)
     say = (log or (lambda _: None)) if rank == 0 else (lambda _: None)
     progress = progress and rank == 0
     device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    cuda_devices = [device.index] if device.type == "cuda" else []
 
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        model = EvalNetwork(genotype, channels, num_classes, layers, in_channels, auxiliary=auxiliary_weight > 0,
-                            stem=stem, stem_stride=stem_stride).to(device)
-        amp = resolve_amp(amp, device)
-        if use_channels_last(model, device, channels_last):
-            model.to(memory_format=torch.channels_last)
-        memory_format = input_memory_format(model)
-        parameters = model.num_parameters()
-        net: nn.Module = model
-        if distributed:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=cuda_devices or None)
-
-        # Every rank steps once per global batch that gives each rank at least two examples.
-        steps_per_epoch = n // batch_size + (n % batch_size // world_size >= 2)
-        if steps_per_epoch == 0:
-            raise ValueError(f"the training set ({n} examples) is too small for one batch of {2 * world_size}")
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(epochs * steps_per_epoch))
-        network = {key: value for key, value in model.config().items() if key != "genotype"}
-        run = {
-            "genotype": str(genotype), "network": network, "dataset": dataset_fingerprint(train_set), "n": n,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-            "grad_clip": grad_clip, "auxiliary_weight": auxiliary_weight, "drop_path_prob": drop_path_prob,
-            "cutout": cutout, "augment": augment, "crop_padding": crop_padding, "seed": seed, "amp": amp,
-            "world_size": world_size,
-        }
-        history: list[dict[str, float]] = []
-        start_epoch = 0
+    with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+        torch.manual_seed(recipe.seed)  # the initial weights
+        model = EvalNetwork(genotype, channels, num_classes, layers, in_channels,
+                            auxiliary=recipe.auxiliary_weight > 0, stem=stem, stem_stride=stem_stride).to(device)
+        training = _NetworkTraining(model, train_set, recipe, device, resolve_amp(amp, device), channels_last,
+                                    num_workers)
         if checkpoint is not None and resume and os.path.exists(checkpoint):
-            state = resume_state(checkpoint, run, written_by="train_network",
-                                 remedy="delete it, pass another path, or train with resume=False",
-                                 recognise=lambda saved: "genotype" in saved["run"])
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history = list(state["history"])
-            start_epoch = state["epoch"]
-            say(f"resumed from {os.fspath(checkpoint)} after epoch {start_epoch}/{epochs}")
-
-        pad = None  # no shifts and flips
-        if augment:
-            pad = crop_padding if crop_padding is not None else max(1, min(dataset_image_size(train_set)) // 8)
-        epoch_settings = dict(batch_size=batch_size // world_size, distributed=distributed, pad=pad, cutout=cutout,
-                              auxiliary_weight=auxiliary_weight, grad_clip=grad_clip, device=device, amp=amp,
-                              memory_format=memory_format, num_workers=num_workers)
-        eval_batch = max(batch_size, 256)
+            training.resume(checkpoint)
+            say(f"resumed from {os.fspath(checkpoint)} after epoch {training.epochs_done}/{recipe.epochs}")
         began = time.perf_counter()
-        for epoch in range(start_epoch, epochs):
-            epoch_start = time.perf_counter()
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(_derived_seed(seed, epoch)))
-            shard = shard_epoch(order, batch_size, rank, world_size)
-            augmentation = torch.Generator().manual_seed(_derived_seed(seed, epoch, rank, 1))
-            # Drop-path draws from the global generator: seeded per epoch, so a resumed run
-            # draws what an uninterrupted one would.
-            torch.manual_seed(_derived_seed(seed, epoch, rank, 2))
-            model.drop_path_prob = drop_path_prob * epoch / epochs
-            epoch_lr = optimizer.param_groups[0]["lr"]
-            bar = Progress(len(shard), f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="img")
-            loss, accuracy = _train_epoch(net, model, train_set, shard, optimizer, scheduler, augmentation, bar,
-                                          **epoch_settings)
-            record = {
-                "epoch": epoch + 1, "loss": loss, "train_accuracy": accuracy, "lr": epoch_lr,
-                "drop_path_prob": model.drop_path_prob, "seconds": time.perf_counter() - epoch_start,
-            }
+        for epoch in range(training.epochs_done, recipe.epochs):
+            record = training.train_epoch(epoch, progress)
             if test_set is not None and eval_every and (epoch + 1) % eval_every == 0:
-                _sync_buffers(model, distributed)
-                record["test_accuracy"] = _evaluate(model, test_set, eval_batch, device, amp, rank, world_size, False)
-            history.append(record)
-            if checkpoint is not None and rank == 0:
-                save_checkpoint(checkpoint, {
-                    "run": run, "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                })
-            test_note = f", test accuracy {100 * record['test_accuracy']:.2f}%" if "test_accuracy" in record else ""
-            say(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train accuracy {100 * accuracy:.2f}%{test_note}, "
-                f"lr {epoch_lr:.5f}, drop path {record['drop_path_prob']:.3f}, {record['seconds']:.1f} s")
+                record["test_accuracy"] = training.test_accuracy(test_set, progress=False)
+            training.end_epoch(record, checkpoint)
+            say(_epoch_line(record, recipe.epochs))
         seconds = time.perf_counter() - began
 
         test_accuracy = None
         if test_set is not None:
-            if "test_accuracy" in history[-1]:
-                test_accuracy = history[-1]["test_accuracy"]
-            else:
-                _sync_buffers(model, distributed)
-                test_accuracy = _evaluate(model, test_set, eval_batch, device, amp, rank, world_size, progress)
+            test_accuracy = training.history[-1].get("test_accuracy")
+            if test_accuracy is None:
+                test_accuracy = training.test_accuracy(test_set, progress)
             say(f"test accuracy {100 * test_accuracy:.2f}% ({len(test_set):,} examples)")
     model.eval()
-    return NetworkTrainResult(model, genotype, test_accuracy, history, seconds, parameters)
+    return NetworkTrainResult(model, genotype, test_accuracy, training.history, seconds, model.num_parameters())
 
 
-def _train_epoch(net: nn.Module, model: EvalNetwork, train_set, shard: torch.Tensor, optimizer, scheduler,
-                 augmentation: torch.Generator, bar: Progress, *, batch_size: int, distributed: bool, pad: int | None,
-                 cutout: int, auxiliary_weight: float, grad_clip: float | None, device: torch.device, amp: bool,
-                 memory_format, num_workers: int) -> tuple[float, float]:
-    """One pass over this rank's examples ``shard`` in batches of ``batch_size``; returns
-    the mean loss of the main classifier and the training accuracy, over every rank."""
-    net.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
-    seen = 0
-    for step, (_, inputs, labels) in enumerate(iterate_batches(train_set, batch_size, shard, num_workers)):
-        if inputs.dim() == 4 and pad is not None:
-            inputs = random_crop_flip(inputs, pad, augmentation)
-        if inputs.dim() == 4 and cutout:
-            inputs = random_cutout(inputs, cutout, augmentation)
-        x = to_float_images(inputs, device, memory_format)
-        y = labels.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = net(x)
+class _NetworkTraining:
+    """One network in training: the model (and its ``DistributedDataParallel`` wrapper
+    under ``torch.distributed``), the optimiser and its schedule, what defines the run
+    for its checkpoint, and the epochs done; one method per step of the loop."""
+
+    def __init__(self, model: EvalNetwork, train_set, recipe: _Recipe, device: torch.device, amp: bool,
+                 channels_last: bool | None, num_workers: int) -> None:
+        self.model, self.train_set, self.recipe, self.device, self.amp = model, train_set, recipe, device, amp
+        self.num_workers = num_workers
+        self.rank, self.world_size = distributed_rank()
+        self.distributed = self.world_size > 1
+        if use_channels_last(model, device, channels_last):
+            model.to(memory_format=torch.channels_last)
+        self.memory_format = input_memory_format(model)
+        self.net: nn.Module = model
+        if self.distributed:
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        n = len(train_set)
+        total_steps = recipe.epochs * _steps_per_epoch(n, recipe.batch_size, self.world_size)
+        self.optimizer, self.scheduler = _optimizer_and_schedule(model, recipe, total_steps)
+        self.pad = _shift_padding(recipe, train_set)
+        network = {key: value for key, value in model.config().items() if key != "genotype"}
+        self.run = {"genotype": str(model.genotype), "network": network, "dataset": dataset_fingerprint(train_set),
+                    "n": n, **asdict(recipe), "amp": amp, "world_size": self.world_size}
+        self.history: list[dict[str, float]] = []
+        self.epochs_done = 0
+
+    def resume(self, checkpoint: str | os.PathLike) -> None:
+        """Continues from ``checkpoint``, which this very run must have written."""
+        state = resume_state(checkpoint, self.run, written_by="train_network",
+                             remedy="delete it, pass another path, or train with resume=False",
+                             recognise=lambda saved: "genotype" in saved["run"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.epochs_done = state["epoch"]
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        """Trains epoch ``epoch`` (from 0) and returns its record for the history."""
+        began = time.perf_counter()
+        seed = self.recipe.seed
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(_derived_seed(seed, epoch)))
+        shard = shard_epoch(order, self.recipe.batch_size, self.rank, self.world_size)
+        augmentation = torch.Generator().manual_seed(_derived_seed(seed, epoch, self.rank, 1))
+        # Drop-path draws from the global generator: seeded per epoch, so a resumed run
+        # draws what an uninterrupted one would.
+        torch.manual_seed(_derived_seed(seed, epoch, self.rank, 2))
+        self.model.drop_path_prob = _drop_path_rate(self.recipe, epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        bar = Progress(len(shard), f"epoch {epoch + 1}/{self.recipe.epochs}", enabled=progress, unit="img")
+        loss, accuracy = self._train_pass(shard, augmentation, bar)
+        return {"epoch": epoch + 1, "loss": loss, "train_accuracy": accuracy, "lr": lr,
+                "drop_path_prob": self.model.drop_path_prob, "seconds": time.perf_counter() - began}
+
+    def _train_pass(self, shard: torch.Tensor, augmentation: torch.Generator, bar: Progress) -> tuple[float, float]:
+        """One pass over this rank's examples ``shard``; returns the mean loss of the main
+        classifier and the training accuracy, over every rank."""
+        self.net.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        batches = iterate_batches(self.train_set, self.recipe.batch_size // self.world_size, shard, self.num_workers)
+        for step, (_, inputs, labels) in enumerate(batches):
+            x = to_float_images(self._augment(inputs, augmentation), self.device, self.memory_format)
+            y = labels.to(self.device, non_blocking=True)
+            loss, logits = self._step(x, y)
+            loss_sum += loss * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            # Reading the loss back synchronises the device: only now and then.
+            bar.update(len(y), postfix=f"loss {float(loss_sum) / seen:.3f}" if step % 20 == 0 else None)
+        bar.close()
+        totals = torch.stack([loss_sum, correct, torch.tensor(float(seen), dtype=torch.float64, device=self.device)])
+        loss_sum, correct, seen = _all_reduce_sum(totals, self.distributed).tolist()
+        return loss_sum / seen, correct / seen
+
+    def _augment(self, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random shifts and flips, then cutout, of an image batch."""
+        if inputs.dim() == 4 and self.pad is not None:
+            inputs = random_crop_flip(inputs, self.pad, generator)
+        if inputs.dim() == 4 and self.recipe.cutout:
+            inputs = random_cutout(inputs, self.recipe.cutout, generator)
+        return inputs
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on a batch; returns the main classifier's loss and logits, detached."""
+        with autocast(self.device, self.amp):
+            output = self.net(x)
             logits, aux_logits = output if isinstance(output, tuple) else (output, None)
             loss = F.cross_entropy(logits, y)
-            objective = loss if aux_logits is None else loss + auxiliary_weight * F.cross_entropy(aux_logits, y)
-        optimizer.zero_grad(set_to_none=True)
+            objective = loss
+            if aux_logits is not None:
+                objective = loss + self.recipe.auxiliary_weight * F.cross_entropy(aux_logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        # Reading the loss back synchronises the device: only now and then.
-        bar.update(len(y), postfix=f"loss {float(loss_sum) / seen:.3f}" if step % 20 == 0 else None)
-    bar.close()
-    totals = torch.stack([loss_sum, correct, torch.tensor(float(seen), dtype=torch.float64, device=device)])
-    loss_sum, correct, seen = _all_reduce_sum(totals, distributed).tolist()
-    return loss_sum / seen, correct / seen
+        if self.recipe.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), logits.detach()
+
+    def test_accuracy(self, test_set, progress: bool) -> float:
+        """The accuracy on ``test_set`` now, with rank 0's batch-norm statistics."""
+        _sync_buffers(self.model, self.distributed)
+        return _evaluate(self.model, test_set, max(self.recipe.batch_size, 256), self.device, self.amp, self.rank,
+                         self.world_size, progress)
+
+    def end_epoch(self, record: dict[str, float], checkpoint: str | os.PathLike | None) -> None:
+        """Adds the epoch's record to the history and checkpoints the run (rank 0 writes)."""
+        self.history.append(record)
+        self.epochs_done = record["epoch"]
+        if checkpoint is not None and self.rank == 0:
+            save_checkpoint(checkpoint, {
+                "run": self.run, "epoch": self.epochs_done, "history": self.history, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            })
 
 
 def _sync_buffers(model: nn.Module, distributed: bool) -> None:
