@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -40,8 +40,9 @@ from .forgetting_events import Forgetting, ForgettingTracker
 
 # dataset_image_size, random_crop_flip and the checkpoint functions live in proxyfast.runtime;
 # they stay importable from here.
-__all__ = ["TrainResult", "dataset_image_size", "evaluate", "forgetting", "load_checkpoint", "load_model", "random_crop_flip",
-           "save_checkpoint", "train"]
+__all__ = ["TrainResult", "dataset_image_size", "evaluate", "forgetting", "load_checkpoint", "load_model",
+           "random_crop_flip", "save_checkpoint", "train"]
+
 
 @dataclass
 class TrainResult:
@@ -101,6 +102,26 @@ def _model_description(model: nn.Module) -> dict[str, Any]:
     return {"class": type(model).__name__, "config": config() if callable(config) else None}
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """The settings of the optimisation: with the model and the data, they decide the
+    trained weights, so a checkpoint must have been written under the same."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    augment: bool
+    crop_padding: int | None
+    seed: int
+
+
+def _epoch_line(record: dict[str, float], epochs: int) -> str:
+    return (f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, train accuracy "
+            f"{100 * record['train_accuracy']:.2f}%, {record['seconds']:.1f} s")
+
+
 def train(
     model: nn.Module,
     dataset,
@@ -154,98 +175,126 @@ def train(
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    n = len(dataset)
-    if n < 2:
-        raise ValueError(f"the training set needs at least 2 examples, got {n}")
+    if len(dataset) < 2:
+        raise ValueError(f"the training set needs at least 2 examples, got {len(dataset)}")
     say = log or (lambda _: None)
     device = resolve_device(device, model)
     model.to(device)
-    amp = resolve_amp(amp, device)
-    if use_channels_last(model, device, channels_last):
-        model.to(memory_format=torch.channels_last)
-    memory_format = input_memory_format(model)
-
-    steps_per_epoch = -(-n // batch_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                nesterov=momentum > 0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _one_cycle(epochs * steps_per_epoch))
-    tracker = ForgettingTracker(n, device) if track_forgetting else None
-    run = {
-        "model": _model_description(model), "dataset": dataset_fingerprint(dataset), "n": n, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "augment": augment,
-        "crop_padding": crop_padding, "seed": seed, "amp": amp, "track_forgetting": track_forgetting,
-    }
-    history: list[dict[str, float]] = []
-    start_epoch = 0
+    recipe = _Recipe(epochs, batch_size, lr, momentum, weight_decay, augment, crop_padding, seed)
+    training = _BaselineTraining(model, dataset, recipe, device, resolve_amp(amp, device), channels_last,
+                                 track_forgetting, num_workers)
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        state = resume_state(checkpoint, run, written_by="train",
-                             remedy="delete it, pass another path, or train with resume=False")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if tracker is not None:
-            tracker.load_state_dict(state["forgetting"])
-        history = list(state["history"])
-        start_epoch = state["epoch"]
-        say(f"resumed from {os.fspath(checkpoint)} after epoch {start_epoch}/{epochs}")
+        training.resume(checkpoint)
+        say(f"resumed from {os.fspath(checkpoint)} after epoch {training.epochs_done}/{epochs}")
 
     began = time.perf_counter()
-    pad = 0
-    if augment:
-        pad = crop_padding if crop_padding is not None else max(1, min(dataset_image_size(dataset)) // 8)
-    for epoch in range(start_epoch, epochs):
-        epoch_start = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=generator)
-        model.train()
-        total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        total_correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        bar = Progress(n, f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="img")
-        for step, (index, inputs, labels) in enumerate(iterate_batches(dataset, batch_size, order, num_workers)):
-            if len(index) < 2:  # batch norm cannot train on a batch of one; it is the epoch's last
-                continue
-            if pad and inputs.dtype == torch.uint8 and inputs.dim() == 4:
-                inputs = random_crop_flip(inputs, pad, generator)
-            x = to_float_images(inputs, device, memory_format)
-            y = labels.to(device, non_blocking=True)
-            with autocast(device, amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            correct = logits.detach().argmax(1) == y
-            if tracker is not None:
-                tracker.update(index, correct)
-            total_loss += loss.detach() * len(y)
-            total_correct += correct.sum()
-            seen += len(y)
-            # Reading the loss back synchronises the device: only now and then.
-            bar.update(len(y), postfix=f"loss {float(total_loss) / seen:.3f}" if step % 20 == 0 else None)
-        bar.close()
-        history.append({
-            "epoch": epoch + 1,
-            "loss": float(total_loss) / seen,
-            "train_accuracy": int(total_correct) / seen,
-            "seconds": time.perf_counter() - epoch_start,
-        })
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "run": run, "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "forgetting": tracker.state_dict() if tracker is not None else None,
-            })
-        say(f"epoch {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f}, train accuracy "
-            f"{100 * history[-1]['train_accuracy']:.2f}%, {history[-1]['seconds']:.1f} s")
+    for epoch in range(training.epochs_done, epochs):
+        record = training.train_epoch(epoch, progress)
+        training.end_epoch(record, checkpoint)
+        say(_epoch_line(record, epochs))
     seconds = time.perf_counter() - began
 
     test_accuracy = None
     if test_set is not None:
-        test_accuracy = evaluate(model, test_set, max(batch_size, 512), device, amp)
+        test_accuracy = evaluate(model, test_set, max(batch_size, 512), device, training.amp)
         say(f"test accuracy {100 * test_accuracy:.2f}% ({len(test_set):,} examples)")
-    return TrainResult(model, test_accuracy, history, tracker.result() if tracker is not None else None, seconds)
+    forgetting_result = training.tracker.result() if training.tracker is not None else None
+    return TrainResult(model, test_accuracy, training.history, forgetting_result, seconds)
+
+
+class _BaselineTraining:
+    """One model in training: its optimiser and schedule, the forgetting tracker, what
+    defines the run for its checkpoint, and the epochs done; one method per step of the loop."""
+
+    def __init__(self, model: nn.Module, dataset, recipe: _Recipe, device: torch.device, amp: bool,
+                 channels_last: bool | None, track_forgetting: bool, num_workers: int) -> None:
+        self.model, self.dataset, self.recipe, self.device, self.amp = model, dataset, recipe, device, amp
+        self.num_workers = num_workers
+        if use_channels_last(model, device, channels_last):
+            model.to(memory_format=torch.channels_last)
+        self.memory_format = input_memory_format(model)
+        n = len(dataset)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+        steps_per_epoch = -(-n // recipe.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _one_cycle(recipe.epochs * steps_per_epoch))
+        self.tracker = ForgettingTracker(n, device) if track_forgetting else None
+        self.run = {"model": _model_description(model), "dataset": dataset_fingerprint(dataset), "n": n,
+                    **asdict(recipe), "amp": amp, "track_forgetting": track_forgetting}
+        self.pad = 0  # no shifts and flips
+        if recipe.augment:
+            self.pad = recipe.crop_padding if recipe.crop_padding is not None else max(
+                1, min(dataset_image_size(dataset)) // 8)
+        self.history: list[dict[str, float]] = []
+        self.epochs_done = 0
+
+    def resume(self, checkpoint: str | os.PathLike) -> None:
+        """Continues from ``checkpoint``, which this very run must have written."""
+        state = resume_state(checkpoint, self.run, written_by="train",
+                             remedy="delete it, pass another path, or train with resume=False")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state["forgetting"])
+        self.history = list(state["history"])
+        self.epochs_done = state["epoch"]
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        """Trains epoch ``epoch`` (from 0) and returns its record for the history."""
+        began = time.perf_counter()
+        # One generator per epoch draws the order and the shifts and flips, so that a
+        # resumed run draws what an uninterrupted one would.
+        generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=generator)
+        self.model.train()
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        total_correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        bar = Progress(len(self.dataset), f"epoch {epoch + 1}/{self.recipe.epochs}", enabled=progress, unit="img")
+        batches = iterate_batches(self.dataset, self.recipe.batch_size, order, self.num_workers)
+        for step, (index, inputs, labels) in enumerate(batches):
+            if len(index) < 2:  # batch norm cannot train on a batch of one; it is the epoch's last
+                continue
+            if self.pad and inputs.dtype == torch.uint8 and inputs.dim() == 4:
+                inputs = random_crop_flip(inputs, self.pad, generator)
+            loss, correct = self._step(index, inputs, labels)
+            total_loss += loss * len(correct)
+            total_correct += correct.sum()
+            seen += len(correct)
+            # Reading the loss back synchronises the device: only now and then.
+            bar.update(len(correct), postfix=f"loss {float(total_loss) / seen:.3f}" if step % 20 == 0 else None)
+        bar.close()
+        return {"epoch": epoch + 1, "loss": float(total_loss) / seen, "train_accuracy": int(total_correct) / seen,
+                "seconds": time.perf_counter() - began}
+
+    def _step(self, index: torch.Tensor, inputs: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on a batch; returns its loss (detached) and which examples the
+        model got right, which the forgetting tracker counts."""
+        y = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp):
+            logits = self.model(to_float_images(inputs, self.device, self.memory_format))
+            loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = logits.detach().argmax(1) == y
+        if self.tracker is not None:
+            self.tracker.update(index, correct)
+        return loss.detach(), correct
+
+    def end_epoch(self, record: dict[str, float], checkpoint: str | os.PathLike | None) -> None:
+        """Adds the epoch's record to the history and checkpoints the run."""
+        self.history.append(record)
+        self.epochs_done = record["epoch"]
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "run": self.run, "epoch": self.epochs_done, "history": self.history, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "forgetting": self.tracker.state_dict() if self.tracker is not None else None,
+            })
 
 
 def load_model(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
