@@ -20,12 +20,15 @@ TORCH_LIBRARY(proxyfast, m) {
   // (entropy, log10 entropy, int32 bin ids, int64 counts).
   m.def("entropy_histogram(Tensor logits, float lo, float bin_width, int n_bins, float top) "
         "-> (Tensor, Tensor, Tensor, Tensor)");
-  // Bins a 1-D fp32 tensor into edges lo + b * bin_width (b = 0..n_bins, last edge `top`):
+  // Bins a 1-D fp32 or fp64 tensor (compared in fp64) into edges lo + b * bin_width (b = 0..n_bins, last edge `top`):
   // (int32 bin ids, -1 outside [lo, top]; int64 counts).
   m.def("histogram_bins(Tensor values, float lo, float bin_width, int n_bins, float top) -> (Tensor, Tensor)");
   // k distinct indices drawn without replacement, each draw proportional to the weights
   // not yet drawn, in draw order; `stream` selects an independent random stream.
   m.def("weighted_sample(Tensor weights, int k, int seed, int stream) -> Tensor");
+  // weighted_sample(bin_weights[bin_ids], k, seed, stream), the same indices, without the
+  // N-sized weights: items share the weight of their bin (int32 bin_ids, float64 bin_weights).
+  m.def("weighted_sample_by_bin(Tensor bin_ids, Tensor bin_weights, int k, int seed, int stream) -> Tensor");
   // One edge of the DARTS supernet, fused (csrc/common/mixed_edge.h): the sum over its
   // terms, t = 0 max pool 3x3 of x, t = 1 avg pool 3x3 of x, t = 2 + b branches[b], each
   // weighted by weights[slot] and normalised by a non-affine batch norm as norm_modes[t]

@@ -18,6 +18,7 @@ __all__ = [
     "entropy_histogram",
     "histogram_bins",
     "weighted_sample",
+    "weighted_sample_by_bin",
     "raise_on_non_finite",
     "has_cuda_kernels",
     "has_mixed_edge_kernel",
@@ -175,10 +176,60 @@ def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 
     return torch.ops.proxyfast.weighted_sample.default(weights, k, seed, stream)
 
 
+def weighted_sample_by_bin(bin_ids: torch.Tensor, bin_weights: torch.Tensor, k: int, seed: int = 0,
+                          stream: int = 0, bin_counts: torch.Tensor | None = None) -> torch.Tensor:
+    """``weighted_sample(bin_weights[bin_ids], k, seed, stream)``, the same indices, where
+    items share the weight of their bin: no N-sized weights are made, and the weights are
+    checked per bin. ``bin_ids`` int32 [N] in [0, len(bin_weights)), ``bin_weights``
+    float64; ``bin_counts``, the items per bin if known, spares a pass counting them.
+    CPU only: on another device it gathers the weights and calls :func:`weighted_sample`.
+    """
+    if not isinstance(bin_ids, torch.Tensor) or bin_ids.dim() != 1 or bin_ids.dtype != torch.int32:
+        raise TypeError("bin_ids must be a 1-D int32 tensor")
+    if not isinstance(bin_weights, torch.Tensor) or bin_weights.dim() != 1 or bin_weights.dtype != torch.float64:
+        raise TypeError("bin_weights must be a 1-D float64 tensor")
+    if bin_weights.device != bin_ids.device:
+        raise ValueError(f"bin_weights is on {bin_weights.device}, bin_ids on {bin_ids.device}")
+    if bin_ids.device.type != "cpu":
+        return weighted_sample(bin_weights.index_select(0, bin_ids), k, seed, stream)
+    if bin_ids.numel() == 0:
+        raise ValueError("bin_ids is empty")
+    if bin_weights.numel() == 0:
+        raise ValueError("bin_weights is empty")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be non-negative, got {k}")
+    seed = check_seed(seed)
+    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 <= stream < 2**32:
+        raise ValueError(f"stream must be an integer in [0, 2^32 - 1], got {stream!r}")
+    low, high = (float(v) for v in torch.aminmax(bin_weights))
+    if math.isnan(low) or math.isnan(high) or math.isinf(high):
+        raise ValueError("bin_weights must be finite; found inf or NaN")
+    if low < 0:
+        raise ValueError("bin_weights must be non-negative; found a negative weight")
+    if bin_counts is None:
+        low_id, high_id = (int(v) for v in torch.aminmax(bin_ids))
+        if low_id < 0 or high_id >= bin_weights.numel():
+            raise ValueError(f"bin_ids must lie in [0, {bin_weights.numel()}), found "
+                             f"{low_id if low_id < 0 else high_id}")
+        bin_counts = torch.bincount(bin_ids, minlength=bin_weights.numel())
+    elif bin_counts.shape != bin_weights.shape:
+        raise ValueError(f"bin_counts must have the shape of bin_weights {tuple(bin_weights.shape)}, "
+                         f"got {tuple(bin_counts.shape)}")
+    positive = int(bin_counts[bin_weights > 0].sum())
+    if k > positive:
+        raise ValueError(f"k = {k} exceeds the number of positive weights ({positive})")
+    return torch.ops.proxyfast.weighted_sample_by_bin.default(bin_ids, bin_weights, k, seed, stream)
+
+
 @torch.library.register_fake("proxyfast::entropy")
 def _entropy_fake(logits):
     n = logits.shape[0]
     return logits.new_empty((n,), dtype=torch.float32), logits.new_empty((n,), dtype=torch.float32)
+
+
+torch.library.register_autograd("proxyfast::entropy", _entropy_backward, setup_context=_entropy_setup_context)
 
 
 @torch.library.register_fake("proxyfast::entropy_histogram")
@@ -200,6 +251,11 @@ def _histogram_bins_fake(values, lo, bin_width, n_bins, top):
 @torch.library.register_fake("proxyfast::weighted_sample")
 def _weighted_sample_fake(weights, k, seed, stream):
     return weights.new_empty((k,), dtype=torch.int64)
+
+
+@torch.library.register_fake("proxyfast::weighted_sample_by_bin")
+def _weighted_sample_by_bin_fake(bin_ids, bin_weights, k, seed, stream):
+    return bin_ids.new_empty((k,), dtype=torch.int64)
 
 
 # The fused mixed-op edge of the DARTS supernet (csrc/common/mixed_edge.h).

@@ -34,13 +34,19 @@ def sampled_weights(monkeypatch):
     """The weights every selection method hands to the sampler, recorded on the way in
     (the real sampler still draws)."""
     recorded = []
-    sample = SelectionContext.sample
+    sample, sample_by_bin = SelectionContext.sample, SelectionContext.sample_by_bin
 
     def recording_sample(ctx, weights):
         recorded.append(weights.detach().to("cpu", torch.float64).numpy().copy())
         return sample(ctx, weights)
 
+    def recording_sample_by_bin(ctx, bin_weights):
+        per_example = bin_weights.index_select(0, ctx.bin_ids.to(torch.int64))
+        recorded.append(per_example.detach().to("cpu", torch.float64).numpy().copy())
+        return sample_by_bin(ctx, bin_weights)
+
     monkeypatch.setattr(SelectionContext, "sample", recording_sample)
+    monkeypatch.setattr(SelectionContext, "sample_by_bin", recording_sample_by_bin)
     return recorded
 
 

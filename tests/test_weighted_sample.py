@@ -166,3 +166,66 @@ def test_tiny_positive_weights_can_be_drawn():
     weights = torch.tensor([1e-320, 1.0, 0.0, 1e-310], dtype=torch.float64)
     indices = ops.weighted_sample(weights, 3, 0)
     assert indices.tolist() == [1, 0, 3]  # both tiny clocks cap at the largest double: index order
+
+
+# weighted_sample_by_bin: the same indices as weighted_sample on the gathered weights.
+
+
+def by_bin_case(rng, n, n_bins, zero_bins=0):
+    bin_ids = rng.integers(0, n_bins, size=n).astype(np.int32)
+    bin_weights = rng.uniform(0.0, 3.0, size=n_bins) ** 3  # weights spanning orders of magnitude
+    bin_weights[rng.choice(n_bins, size=zero_bins, replace=False)] = 0.0
+    return torch.from_numpy(bin_ids), torch.from_numpy(bin_weights)
+
+
+@pytest.mark.parametrize("n, n_bins, zero_bins", [(1, 1, 0), (2, 3, 1), (17, 2, 1), (4097, 5, 2), (65536, 40, 0),
+                                                  (65537, 1, 0), (300_001, 70, 30), (300_001, 3000, 10)])
+def test_by_bin_equals_weighted_sample_on_gathered_weights(rng, n, n_bins, zero_bins):
+    bin_ids, bin_weights = by_bin_case(rng, n, n_bins, zero_bins)
+    gathered = bin_weights.index_select(0, bin_ids.long())
+    positive = int((gathered > 0).sum())
+    for k in sorted({0, 1, positive // 10, positive // 2, positive} & set(range(positive + 1))):
+        seed, stream = int(rng.integers(2**63)), int(rng.integers(2))
+        got = ops.weighted_sample_by_bin(bin_ids, bin_weights, k, seed, stream)
+        assert torch.equal(got, ops.weighted_sample(gathered, k, seed, stream)), (k, seed, stream)
+        counts = torch.bincount(bin_ids, minlength=n_bins)
+        assert torch.equal(ops.weighted_sample_by_bin(bin_ids, bin_weights, k, seed, stream, bin_counts=counts), got)
+
+
+def test_by_bin_views_and_ties(rng):
+    # Non-contiguous ids, every item in one bin (all weights tied), and a bin table with unused bins.
+    ids = torch.zeros(20_000, dtype=torch.int32)[::2]
+    weights = torch.tensor([2.5, 0.0, 7.0], dtype=torch.float64)
+    got = ops.weighted_sample_by_bin(ids, weights, 10_000, 5)
+    assert torch.equal(got, ops.weighted_sample(torch.full((10_000,), 2.5, dtype=torch.float64), 10_000, 5))
+    assert torch.equal(got.sort().values, torch.arange(10_000))
+
+
+def test_by_bin_bad_arguments():
+    ids, weights = torch.tensor([0, 1, 1], dtype=torch.int32), torch.tensor([1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"k = 2 exceeds the number of positive weights \(1\)"):
+        ops.weighted_sample_by_bin(ids, weights, 2)
+    with pytest.raises(ValueError, match=r"k = 2 exceeds the number of positive weights \(1\)"):
+        ops.weighted_sample_by_bin(ids, weights, 2, bin_counts=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="bin_counts must have the shape of bin_weights"):
+        ops.weighted_sample_by_bin(ids, weights, 1, bin_counts=torch.tensor([3]))
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bin_weights must be"):
+            ops.weighted_sample_by_bin(ids, torch.tensor([1.0, bad], dtype=torch.float64), 1)
+    for bad_id in (-1, 2):
+        with pytest.raises(ValueError, match=r"bin_ids must lie in \[0, 2\)"):
+            ops.weighted_sample_by_bin(torch.tensor([0, bad_id], dtype=torch.int32), weights, 1)
+    with pytest.raises(RuntimeError, match=r"bin_ids must lie in \[0, 2\)"):  # the op checks too
+        torch.ops.proxyfast.weighted_sample_by_bin.default(torch.tensor([0, 5], dtype=torch.int32), weights, 1, 0, 0)
+    with pytest.raises(TypeError, match="bin_ids must be a 1-D int32 tensor"):
+        ops.weighted_sample_by_bin(ids.long(), weights, 1)
+    with pytest.raises(TypeError, match="bin_weights must be a 1-D float64 tensor"):
+        ops.weighted_sample_by_bin(ids, weights.float(), 1)
+    with pytest.raises(ValueError, match="bin_ids is empty"):
+        ops.weighted_sample_by_bin(torch.zeros(0, dtype=torch.int32), weights, 0)
+    with pytest.raises(ValueError, match="k must be non-negative"):
+        ops.weighted_sample_by_bin(ids, weights, -1)
+    with pytest.raises(ValueError, match="seed must be in"):
+        ops.weighted_sample_by_bin(ids, weights, 1, seed=-1)
+    with pytest.raises(ValueError, match="stream must be an integer"):
+        ops.weighted_sample_by_bin(ids, weights, 1, stream=2**32)

@@ -17,8 +17,8 @@ constexpr int64_t kBlock = 1024;
 // Size of the deterministic sample that sets the threshold.
 constexpr int64_t kSampleSize = 16384;
 
-template <typename W>
-PF_CLONE_INLINE void clocks_loop(const W* weights, int64_t begin, int64_t end, uint64_t seed, uint32_t stream,
+template <typename Weights>
+PF_CLONE_INLINE void clocks_loop(Weights weights, int64_t begin, int64_t end, uint64_t seed, uint32_t stream,
                                  double* clocks) {
   int64_t i = begin;
   if (i < end && (i & 1)) {
@@ -37,8 +37,8 @@ PF_CLONE_INLINE void clocks_loop(const W* weights, int64_t begin, int64_t end, u
   }
 }
 
-template <typename W>
-PF_CLONE_INLINE CandidateCounts collect_loop(const W* weights, int64_t begin, int64_t end, uint64_t seed,
+template <typename Weights>
+PF_CLONE_INLINE CandidateCounts collect_loop(Weights weights, int64_t begin, int64_t end, uint64_t seed,
                                              uint32_t stream, double threshold, ClockCandidate* out,
                                              int64_t capacity) {
   CandidateCounts counts{0, 0, 0};
@@ -83,8 +83,8 @@ PF_CPU_CLONES void exponential_clocks(const double* weights, int64_t begin, int6
   clocks_loop(weights, begin, end, seed, stream, clocks);
 }
 
-template <typename W>
-ClockThreshold clock_threshold(const W* weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream) {
+template <typename Weights>
+ClockThreshold clock_threshold(Weights weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream) {
   const ClockThreshold keep_all{HUGE_VAL, 1.0};
   if (n <= 4 * kSampleSize) return keep_all;  // small inputs: keeping everything is cheap
   std::vector<double> sample;
@@ -105,8 +105,10 @@ ClockThreshold clock_threshold(const W* weights, int64_t n, int64_t k, uint64_t 
   return ClockThreshold{*nth, (rank + 1.0) / s};
 }
 
-template ClockThreshold clock_threshold<float>(const float*, int64_t, int64_t, uint64_t, uint32_t);
-template ClockThreshold clock_threshold<double>(const double*, int64_t, int64_t, uint64_t, uint32_t);
+template ClockThreshold clock_threshold<const float*>(const float*, int64_t, int64_t, uint64_t, uint32_t);
+template ClockThreshold clock_threshold<const double*>(const double*, int64_t, int64_t, uint64_t, uint32_t);
+template ClockThreshold clock_threshold<BinWeights>(BinWeights, int64_t, int64_t, uint64_t, uint32_t);
+
 PF_CPU_CLONES CandidateCounts collect_candidates(const float* weights, int64_t begin, int64_t end, uint64_t seed,
                                                  uint32_t stream, double threshold, ClockCandidate* out,
                                                  int64_t capacity) {
@@ -114,6 +116,12 @@ PF_CPU_CLONES CandidateCounts collect_candidates(const float* weights, int64_t b
 }
 
 PF_CPU_CLONES CandidateCounts collect_candidates(const double* weights, int64_t begin, int64_t end, uint64_t seed,
+                                                 uint32_t stream, double threshold, ClockCandidate* out,
+                                                 int64_t capacity) {
+  return collect_loop(weights, begin, end, seed, stream, threshold, out, capacity);
+}
+
+PF_CPU_CLONES CandidateCounts collect_candidates(BinWeights weights, int64_t begin, int64_t end, uint64_t seed,
                                                  uint32_t stream, double threshold, ClockCandidate* out,
                                                  int64_t capacity) {
   return collect_loop(weights, begin, end, seed, stream, threshold, out, capacity);

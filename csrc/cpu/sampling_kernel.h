@@ -12,6 +12,13 @@
 namespace proxyfast {
 namespace cpu {
 
+// The weight of item i is bin_weights[bin_ids[i]]: items share the weight of their bin.
+struct BinWeights {
+  const int32_t* bin_ids;
+  const double* bin_weights;
+  double operator[](int64_t i) const { return bin_weights[bin_ids[i]]; }
+};
+
 struct ClockCandidate {
   double clock;
   int64_t index;
@@ -30,8 +37,9 @@ struct ClockThreshold {
   double clock;
   double fraction;
 };
-template <typename W>
-ClockThreshold clock_threshold(const W* weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream);
+// Weights: const float*, const double* or BinWeights.
+template <typename Weights>
+ClockThreshold clock_threshold(Weights weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream);
 
 struct CandidateCounts {
   int64_t kept;      // candidates written, or -1 when they did not fit in the capacity
@@ -44,6 +52,8 @@ struct CandidateCounts {
 CandidateCounts collect_candidates(const float* weights, int64_t begin, int64_t end, uint64_t seed, uint32_t stream,
                                    double threshold, ClockCandidate* out, int64_t capacity);
 CandidateCounts collect_candidates(const double* weights, int64_t begin, int64_t end, uint64_t seed, uint32_t stream,
+                                   double threshold, ClockCandidate* out, int64_t capacity);
+CandidateCounts collect_candidates(BinWeights weights, int64_t begin, int64_t end, uint64_t seed, uint32_t stream,
                                    double threshold, ClockCandidate* out, int64_t capacity);
 
 // Sorts data[0, n) by clock, keeping the given order among equal clocks (stable LSD radix

@@ -28,8 +28,8 @@ struct Candidates {
 // Candidates under `threshold` in index order, whatever the number of threads. Each
 // chunk gets room for `fraction` of its items plus a margin; `overflowed` reports a
 // chunk that needed more.
-template <typename W>
-Candidates gather_candidates(const W* weights, int64_t n, uint64_t seed, uint32_t stream, ClockThreshold threshold) {
+template <typename Weights>
+Candidates gather_candidates(Weights weights, int64_t n, uint64_t seed, uint32_t stream, ClockThreshold threshold) {
   const int64_t num_chunks = (n + kChunk - 1) / kChunk;
   const int64_t capacity = std::min<int64_t>(
       kChunk, static_cast<int64_t>(std::ceil(static_cast<double>(kChunk) * threshold.fraction * 1.25)) + 256);
@@ -56,8 +56,8 @@ Candidates gather_candidates(const W* weights, int64_t n, uint64_t seed, uint32_
   return result;
 }
 
-template <typename W>
-void sample_into(const W* weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream, int64_t* out) {
+template <typename Weights>
+void sample_into(Weights weights, int64_t n, int64_t k, uint64_t seed, uint32_t stream, int64_t* out) {
   Candidates candidates = gather_candidates(weights, n, seed, stream, clock_threshold(weights, n, k, seed, stream));
   check_sample_counts(candidates.invalid, candidates.positive, k);
   if (candidates.overflowed || candidates.size < k) {  // the threshold missed: keep every positive weight
@@ -83,9 +83,38 @@ at::Tensor weighted_sample_cpu(const at::Tensor& weights, int64_t k, int64_t see
   return out;
 }
 
+// weighted_sample(bin_weights[bin_ids], k, seed, stream) without the N weights.
+at::Tensor weighted_sample_by_bin_cpu(const at::Tensor& bin_ids, const at::Tensor& bin_weights, int64_t k,
+                                      int64_t seed, int64_t stream) {
+  TORCH_CHECK(bin_ids.dim() == 1 && bin_ids.scalar_type() == at::kInt, "proxyfast: bin_ids must be 1-D int32");
+  TORCH_CHECK(bin_weights.dim() == 1 && bin_weights.scalar_type() == at::kDouble,
+              "proxyfast: bin_weights must be 1-D float64");
+  TORCH_CHECK(seed >= 0, "proxyfast: seed must be non-negative, got ", seed);
+  TORCH_CHECK(stream >= 0 && stream <= 0xFFFFFFFFll, "proxyfast: stream must fit in 32 bits, got ", stream);
+  const at::Tensor ids = bin_ids.contiguous();
+  const at::Tensor table = bin_weights.contiguous();
+  const int64_t n = ids.numel();
+  TORCH_CHECK(n < (int64_t{1} << 31), "proxyfast: at most 2^31 - 1 items, got ", n);
+  TORCH_CHECK(k >= 0 && k <= n, "proxyfast: k must be in [0, ", n, "], got ", k);
+  const int32_t* id_data = ids.const_data_ptr<int32_t>();
+  const int64_t n_bins = table.numel();
+  const bool in_range = at::parallel_reduce(0, n, int64_t{1} << 16, true, [&](int64_t begin, int64_t end, bool ok) {
+    for (int64_t i = begin; i < end; ++i) ok &= id_data[i] >= 0 && id_data[i] < n_bins;
+    return ok;
+  }, [](bool a, bool b) { return a && b; });
+  TORCH_CHECK(in_range, "proxyfast: bin_ids must lie in [0, ", n_bins, ")");
+  at::Tensor out = at::empty({k}, ids.options().dtype(at::kLong));
+  sample_into(BinWeights{id_data, table.const_data_ptr<double>()}, n, k, static_cast<uint64_t>(seed),
+              static_cast<uint32_t>(stream), out.mutable_data_ptr<int64_t>());
+  return out;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CPU, m) { m.impl("weighted_sample", &weighted_sample_cpu); }
+TORCH_LIBRARY_IMPL(proxyfast, CPU, m) {
+  m.impl("weighted_sample", &weighted_sample_cpu);
+  m.impl("weighted_sample_by_bin", &weighted_sample_by_bin_cpu);
+}
 
 }  // namespace cpu
 }  // namespace proxyfast

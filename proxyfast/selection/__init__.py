@@ -93,8 +93,9 @@ def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
     """``indices`` in a seeded random order, the same on every device."""
     if indices.numel() < 2:
         return indices
+    # Equal weights, k = all: ops.weighted_sample's checks cannot fail, so the op is called as it is.
     ones = torch.ones(indices.numel(), dtype=torch.float64, device=indices.device)
-    return indices[ops.weighted_sample(ones, indices.numel(), seed, stream=SHUFFLE_STREAM)]
+    return indices[torch.ops.proxyfast.weighted_sample.default(ones, indices.numel(), seed, SHUFFLE_STREAM)]
 
 
 def select(

@@ -17,8 +17,8 @@ __all__ = ["p1", "p2", "p3", "deterministic", "random_subset", "entropy_top", "e
 
 
 def _sample_by_bin(ctx: SelectionContext, bin_weight: torch.Tensor) -> torch.Tensor:
-    # A per-example weight is a per-bin value: compute it once per bin, then gather.
-    return ctx.sample(bin_weight.index_select(0, ctx.bin_ids))
+    # A per-example weight is a per-bin value: computed once per bin, never gathered.
+    return ctx.sample_by_bin(bin_weight)
 
 
 @register_method("p1")

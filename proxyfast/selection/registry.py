@@ -78,6 +78,12 @@ class SelectionContext:
         """``k`` indices drawn without replacement in proportion to ``weights`` (stream 0)."""
         return ops.weighted_sample(weights, self.k, self.seed, stream=0)
 
+    def sample_by_bin(self, bin_weights: torch.Tensor) -> torch.Tensor:
+        """``sample(bin_weights[bin_ids])``, the same indices, without N-sized weights:
+        ``bin_weights`` float64 [n_bins], the weight of each example of the bin."""
+        return ops.weighted_sample_by_bin(self.bin_ids, bin_weights, self.k, self.seed, stream=0,
+                                          bin_counts=self.bin_counts)
+
 
 Method = Callable[[SelectionContext], torch.Tensor]
 
