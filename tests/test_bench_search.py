@@ -319,7 +319,7 @@ def test_the_validation_command(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--proxy-fraction", "0"], "--proxy-fraction: must be in (0, 1]"),
+    (["--proxy-fraction", "0"], "--proxy-fraction must be in (0, 1], got 0.0"),
     (["--setting", "mnist"], "--setting: invalid choice"),
     (["--order", "3"], "--order: invalid choice"),
     (["--steps", "0"], "--steps: must be a positive integer"),

@@ -179,6 +179,12 @@ def test_bad_betons_and_indices_raise_clear_errors(tmp_path, proxy, beton):
         ffcv_loader(short, proxy)
     with pytest.raises(ValueError, match=f"index {N} is out of range for the .beton .* of {N:,} examples"):
         ffcv_loader(beton, [1, N])
+    # The device is checked before the file is read, in the wording of every device argument.
+    with pytest.raises(ValueError, match="^device 'tpu' is not a valid device: use cpu, cuda or cuda:N$"):
+        ffcv_loader(tmp_path / "missing.beton", proxy, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device 'cuda:0' is not available \(no CUDA device"):
+            ffcv_loader(tmp_path / "missing.beton", proxy, device="cuda:0")
 
 
 def test_without_ffcv_the_error_says_how_to_install_it(monkeypatch, tmp_path):

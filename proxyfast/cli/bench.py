@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from .._atomic import atomic_write
-from .._checks import check_device, check_output_dir
+from .._checks import check_fraction, check_output_dir
 from ..bench import (
     SETTINGS,
     bench_search,
@@ -34,7 +34,7 @@ from ..bench import (
     write_report,
 )
 from ..bench.settings import ALGOS
-from ..runtime import resolve_device
+from ..runtime import resolve_device, set_threads
 
 __all__ = ["add_commands"]
 
@@ -55,22 +55,6 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:  # also false for nan
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def _device(name: str | None) -> torch.device:
-    return resolve_device(None) if name is None else check_device("--device", name)
-
-
-def _apply_threads(threads: int | None) -> None:
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
 def _run_validate(args: argparse.Namespace, device: torch.device) -> None:
     # Options left out keep the validation's own small defaults.
     names = {"examples": "examples", "proxy_fraction": "fraction", "batch_size": "batch_size", "channels": "channels",
@@ -87,9 +71,11 @@ def _run_validate(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+    if args.proxy_fraction is not None:
+        check_fraction("--proxy-fraction", args.proxy_fraction)
+    device = resolve_device(args.device, name="--device")
     check_output_dir("--out", args.out, [])
-    _apply_threads(args.threads)
+    set_threads(args.threads, "--threads")
     if args.validate:
         _run_validate(args, device)
         return
@@ -123,7 +109,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     search.add_argument("--algo", choices=ALGOS, default="darts", help="the search algorithm (default darts)")
     search.add_argument("--order", type=int, choices=(1, 2), default=1,
                         help="the architect's order, as in the paper by default (default 1; pcdarts: 1 only)")
-    search.add_argument("--proxy-fraction", type=_fraction, default=None,
+    search.add_argument("--proxy-fraction", type=float, default=None,
                         help="the proxy's size as a fraction of the training set (default the paper's, 0.1)")
     search.add_argument("--steps", type=_positive, default=None,
                         help="timed calls of each operation (default 20 on a GPU, 3 on the CPU)")

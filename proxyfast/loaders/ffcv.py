@@ -36,7 +36,7 @@ import torch
 from ..data.arrays import ImageArrayDataset
 from ..selection import ProxySet
 from ._subset import subset_indices
-from .._checks import check_int
+from .._checks import check_device, check_int
 from .pytorch import ProxySampler
 
 __all__ = ["FFCVProxyLoader", "IMAGE_FIELD", "INSTALL_HINT", "LABEL_FIELD", "ffcv_loader", "write_beton"]
@@ -346,16 +346,11 @@ def ffcv_loader(
     path = os.fspath(path)
     batch_size = check_int("batch_size", batch_size, 1)
     num_workers = check_int("num_workers", _default_workers() if num_workers is None else num_workers, 1)
+    to_device = [] if device is None else [ToDevice(check_device("device", device), non_blocking=True)]
     reader = _read_beton(path)
     indices = subset_indices(proxyset, part, train_portion, int(reader.num_samples), f"the .beton {path!r}")
     sampler = ProxySampler(indices, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
 
-    to_device = []
-    if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA device")
-        to_device = [ToDevice(device, non_blocking=True)]
     if image_pipeline is None:
         raw = isinstance(reader.handlers[IMAGE_FIELD], NDArrayField)
         decoder = NDArrayDecoder() if raw else SimpleRGBImageDecoder()
