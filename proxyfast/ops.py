@@ -88,8 +88,59 @@ def entropy(logits: torch.Tensor, check_finite: bool = True) -> tuple[torch.Tens
     _check_logits(logits)
     ent, log10_ent = torch.ops.proxyfast.entropy.default(logits)
     if check_finite:
-        _raise_on_non_finite(log10_ent)
+        if torch.compiler.is_compiling():
+            # Traced: an assertion the compiled graph runs, with no host read while tracing.
+            torch._assert_async(torch.isfinite(log10_ent).all(), _NON_FINITE_IN_GRAPH)
+        else:
+            _raise_on_non_finite(log10_ent)
     return ent, log10_ent
+
+
+_NON_FINITE_IN_GRAPH = "proxyfast.entropy: logits has non-finite values (inf or NaN)"
+_LN10 = math.log(10.0)
+
+
+def _entropy_gradients(logits: torch.Tensor, log10_entropy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dH/dz, d ln(H)/dz) per row of ``logits``, float64, from ``dH/dz_i = -p_i (ln p_i + H)``.
+
+    Each row's gradients sum to zero (H does not change when every logit moves alike), so
+    the argmax's entry is minus the sum of the others: this avoids the cancellation in
+    ``ln p_max + H`` for confident rows. ``d ln H / dz_i = -exp(ln p_i - ln H) (ln p_i + H)``
+    stays finite where H underflows float64 (margins above ~700): ``ln H`` is then taken
+    from ``log10_entropy``, which the op computes in the log domain.
+    """
+    z = logits.double()
+    top, argmax = z.max(dim=1, keepdim=True)
+    shifted = z - top
+    others = shifted.exp().scatter(1, argmax, 0.0)
+    log_norm = torch.log1p(others.sum(dim=1, keepdim=True))  # ln sum_j exp(z_j - max), to full precision
+    log_p = shifted - log_norm
+    h = (log_p.exp() * -log_p).sum(dim=1, keepdim=True)
+    log_h = torch.where(h > 0, h.clamp_min(torch.finfo(torch.float64).tiny).log(),
+                        log10_entropy.double().unsqueeze(1) * _LN10)
+    factor = log_p + h
+    grad_h = (-log_p.exp() * factor).scatter(1, argmax, 0.0)
+    grad_log_h = (-(log_p - log_h).exp() * factor).scatter(1, argmax, 0.0)
+    grad_h = grad_h.scatter(1, argmax, -grad_h.sum(dim=1, keepdim=True))
+    grad_log_h = grad_log_h.scatter(1, argmax, -grad_log_h.sum(dim=1, keepdim=True))
+    return grad_h, grad_log_h
+
+
+def _entropy_setup_context(ctx, inputs, output):
+    (logits,) = inputs
+    _, log10_ent = output
+    ctx.save_for_backward(logits, log10_ent)
+
+
+def _entropy_backward(ctx, grad_entropy, grad_log10_entropy):
+    logits, log10_ent = ctx.saved_tensors
+    grad_h, grad_log_h = _entropy_gradients(logits, log10_ent)
+    grad = torch.zeros_like(grad_h)
+    if grad_entropy is not None:
+        grad = grad + grad_entropy.double().unsqueeze(1) * grad_h
+    if grad_log10_entropy is not None:
+        grad = grad + (grad_log10_entropy.double() / _LN10).unsqueeze(1) * grad_log_h
+    return grad.to(logits.dtype)
 
 
 def _check_bins(lo, bin_width, n_bins, top):
@@ -266,10 +317,17 @@ NORM_NONE, NORM_BATCH, NORM_RUNNING = 0, 1, 2
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 
+# Read once: the registry query is opaque to torch.compile, which would break the graph
+# at every edge of a supernet.
+_MIXED_EDGE_KERNELS = {
+    device_type: torch._C._dispatch_has_kernel_for_dispatch_key("proxyfast::mixed_edge", key)
+    for device_type, key in _DISPATCH_KEYS.items()
+}
+
+
 def has_mixed_edge_kernel(device_type: str) -> bool:
     """Whether the fused mixed-edge op has a kernel for ``device_type`` (``"cpu"``, ``"cuda"``)."""
-    key = _DISPATCH_KEYS.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("proxyfast::mixed_edge", key)
+    return _MIXED_EDGE_KERNELS.get(device_type, False)
 
 
 def mixed_edge(x: torch.Tensor, weights: torch.Tensor, branches, branch_slots, skip_slot: int = -1,

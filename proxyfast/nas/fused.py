@@ -153,7 +153,9 @@ def _make_plan(ops: Sequence[nn.Module], channels: int) -> _Plan:
 def _plan(ops: Sequence[nn.Module], channels: int) -> _Plan:
     """The cached plan of ``ops`` while its modules stay the same and no module the
     kernel replaces gains a hook; else a new one."""
-    cacheable = isinstance(ops, nn.Module)
+    # Under torch.compile the plan is made while tracing and guarded by the compiled
+    # graph; a cache whose size changes would make every edge recompile.
+    cacheable = isinstance(ops, nn.Module) and not torch.compiler.is_compiling()
     plan = _PLANS.get(ops) if cacheable else None
     if (plan is None or plan.channels != channels or plan.ids != tuple(map(id, ops))
             or any(_hooked(module) for module in plan.replaced)):
