@@ -14,6 +14,7 @@ MOVED_MODULES = {
     "proxyfast.binning": "proxyfast.selection.binning",
     "proxyfast.forgetting": "proxyfast.baseline",
     "proxyfast.io": "proxyfast.scoring.entropy_list",
+    "proxyfast.nas.ops": "proxyfast.nas.operations",
     "proxyfast.pretrain": "proxyfast.baseline.train",
     "proxyfast.proxyset": "proxyfast.selection.proxyset",
     "proxyfast.report": "proxyfast.selection.summary",

@@ -6,7 +6,7 @@ from torch.nn import functional as F
 from proxyfast import nas
 from proxyfast.nas.genotypes import DARTS_V2, GENOTYPES, PRIMITIVES, Genotype, get_genotype
 from proxyfast.nas.mixed import MixedOp, PartialMixedOp, channel_shuffle, register_mixed_impl
-from proxyfast.nas.ops import OPS
+from proxyfast.nas.operations import OPS
 from proxyfast.nas.supernet import SearchNetwork, derive_cell, num_edges
 
 

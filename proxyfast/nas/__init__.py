@@ -7,6 +7,8 @@ PC-DARTS (Xu et al., ICLR 2020).
     >>> model.genotype()
 """
 
+import importlib
+
 from .architect import Architect
 from .genotypes import DARTS_V1, DARTS_V2, GENOTYPES, PC_DARTS, PRIMITIVES, Genotype, get_genotype
 from .mixed import MixedOp, PartialMixedOp, available_mixed_impls, channel_shuffle, register_mixed_impl
@@ -63,3 +65,12 @@ __all__ = [
     "shard_epoch",
     "train_network",
 ]
+
+
+def __getattr__(name: str):
+    # proxyfast.nas.ops: the candidate operations by their old module name.
+    from .. import _moved
+
+    if f"{__name__}.{name}" in _moved.MOVED_MODULES:
+        return importlib.import_module(_moved.MOVED_MODULES[f"{__name__}.{name}"])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

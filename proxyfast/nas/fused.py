@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import ops as _ops
 from .mixed import reference_mixed, register_mixed_impl
-from .ops import Zero
+from .operations import Zero
 
 __all__ = ["fused_mixed"]
 

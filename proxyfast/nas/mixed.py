@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .genotypes import PRIMITIVES
-from .ops import OPS
+from .operations import OPS
 
 __all__ = [
     "MixedOp",

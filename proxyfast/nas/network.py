@@ -21,7 +21,7 @@ from torch import nn
 
 from ..models import normalization_buffer
 from .genotypes import Genotype, get_genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
+from .operations import OPS, FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
 from .supernet import STEMS
 
 __all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path"]

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from .genotypes import PRIMITIVES, Genotype
 from .mixed import MixedOp, PartialMixedOp
-from .ops import FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
+from .operations import FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
 
 __all__ = ["SearchCell", "SearchNetwork", "derive_cell", "num_edges"]
 
