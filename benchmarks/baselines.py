@@ -1,7 +1,13 @@
-"""Baselines the benchmarks compare against, written after the published algorithms."""
+"""Baselines the benchmarks compare against, written after the published algorithms.
+
+The paper's histogram and sampling probabilities are the tests' reference
+(``tests/reference.py``, on the path through ``benchmarks/conftest.py``): one copy of the
+paper's sampler, checked there against the library and timed here.
+"""
 
 import numpy as np
 import torch
+from reference import paper_edges, paper_example_probabilities, paper_histogram, paper_log10_entropy
 
 
 def textbook_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -35,28 +41,14 @@ def paper_p1_loop(entropy: np.ndarray, fraction: float, bin_width: float, rng: n
     return chosen
 
 
-def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:
-    """The bin edges as the paper's code builds them (``np.arange`` up to the raised top)."""
-    low, high = log_entropy.min(), log_entropy.max()
-    lo = np.round(low)
-    while low < lo:
-        lo -= bin_width
-    hi = np.round(high)
-    while high > hi:
-        hi += bin_width
-    return np.arange(lo, hi + bin_width, bin_width)
-
-
 def paper_p_sampler(entropy, fraction: float, sampling_type: int, bin_width: float, rng: np.random.Generator):
-    """The paper's P1/P2/P3 selection written with numpy (histogram by searchsorted, then
-    ``rng.choice(N, k, replace=False, p=...)`` and a shuffle): the speed baseline."""
-    log_entropy = np.log10(np.asarray(entropy, dtype=np.float64))
-    edges = paper_edges(log_entropy, bin_width)
-    bin_ids = np.clip(np.searchsorted(edges, log_entropy, side="right") - 1, 0, len(edges) - 2)
-    counts = np.bincount(bin_ids, minlength=len(edges) - 1).astype(np.float64)
-    h = counts[bin_ids]
-    weights = {1: (counts.max() - h + 1.0) / h, 2: 1.0 / h, 3: 1.0 / h**2}[sampling_type]
+    """The paper's P1/P2/P3 selection with numpy: its histogram and per-example
+    probabilities (from the tests' reference), then ``rng.choice(N, k, replace=False,
+    p=...)`` and a shuffle: the speed baseline."""
+    log_entropy = paper_log10_entropy(entropy)
+    _, bin_ids, counts = paper_histogram(log_entropy, bin_width)
+    probabilities = paper_example_probabilities(bin_ids, counts, sampling_type)
     k = int(np.floor(fraction * len(log_entropy)))
-    indices = rng.choice(len(log_entropy), size=k, replace=False, p=weights / weights.sum())
+    indices = rng.choice(len(log_entropy), size=k, replace=False, p=probabilities)
     rng.shuffle(indices)
     return indices

@@ -1,5 +1,14 @@
+import pathlib
+import sys
+
 import numpy as np
 import pytest
+
+# The paper's sampler is written once, in the tests' reference module; the benchmarks time
+# it as the baseline (benchmarks/baselines.py imports it from there).
+TESTS_DIR = str(pathlib.Path(__file__).resolve().parent.parent / "tests")
+if TESTS_DIR not in sys.path:
+    sys.path.append(TESTS_DIR)
 
 IMAGENET_N = 1_281_167
 IMAGENET_K = 128_116
