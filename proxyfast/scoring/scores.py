@@ -45,13 +45,12 @@ from torch import nn
 
 from .. import ops
 from .._atomic import atomic_write
-from .._checks import check_device
 from .._fileformat import DIGEST_SIZE as _DIGEST_SIZE
 from .._fileformat import PREAMBLE as _PREAMBLE
 from .._fileformat import read_preamble
 from .._version import __version__
 from ..data import dataset_fingerprint
-from ..runtime import Progress, iterate_batches, to_float_images
+from ..runtime import Progress, iterate_batches, resolve_device, to_float_images
 
 __all__ = ["DatasetMismatchError", "Scores", "as_scores", "model_info", "score"]
 
@@ -477,36 +476,17 @@ def score(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if device is not None:
-        device = check_device("device", device)
+    device = resolve_device(device, model)
     n_dataset = len(dataset)
     if n_dataset == 0:
         raise ValueError("the dataset is empty")
-    stop = n_dataset if stop is None else stop
-    for name, value in (("start", start), ("stop", stop)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if not 0 <= start < stop <= n_dataset:
-        raise ValueError(f"start and stop must satisfy 0 <= start < stop <= {n_dataset}, got {start} and {stop}")
+    start, stop = _check_range(start, stop, n_dataset)
     whole = start == 0 and stop == n_dataset
-    n = stop - start
     _check_model_fits(model, dataset)
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)
     memory_format = input_memory_format(model)
-
-    entropy = torch.empty(n, dtype=torch.float32, device=device)
-    log10_entropy = torch.empty_like(entropy)
-    predictions = torch.empty(n, dtype=torch.int64, device=device)
-    labels = torch.empty(n, dtype=torch.int64)
-    feature_store: dict[str, torch.Tensor] = {}
-    captured: list[torch.Tensor] = []
-    layer_name = None
-    hook = None
-    if features:
-        layer_name, module = _feature_module(model, feature_layer)
-        hook = module.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0]))
+    result = _ScoreBuffers(stop - start, device)
+    capture = _FeatureCapture(model, feature_layer) if features else None
 
     was_training = model.training
     model.eval()
@@ -514,34 +494,22 @@ def score(
         torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
         if amp else contextlib.nullcontext()
     )
-    bar = Progress(n, "score", enabled=progress, unit="img")
+    bar = Progress(stop - start, "score", enabled=progress, unit="img")
     try:
         with torch.inference_mode(), autocast:
             order = None if whole else torch.arange(start, stop)
-            for index, inputs, batch_labels in iterate_batches(dataset, batch_size, order, num_workers=num_workers):
+            for index, inputs, labels in iterate_batches(dataset, batch_size, order, num_workers=num_workers):
                 x = to_float_images(inputs, device, memory_format)
-                captured.clear()
+                if capture is not None:
+                    capture.clear()
                 logits = _check_output(model(x), len(index))
-                ent, log10_ent = ops.entropy(logits, check_finite=False)  # checked once, after the loop
-                position = index - start  # where the batch goes in the result
-                dev_index = position.to(device, non_blocking=True)
-                entropy[dev_index] = ent
-                log10_entropy[dev_index] = log10_ent
-                predictions[dev_index] = logits.argmax(dim=1)
-                labels[position] = batch_labels
-                if features:
-                    if len(captured) != 1:
-                        raise ValueError(f"feature layer {layer_name!r} ran {len(captured)} times in one forward pass")
-                    feats = captured[0].flatten(1).float()
-                    if "x" not in feature_store:
-                        feature_store["x"] = torch.empty(n, feats.shape[1], dtype=torch.float32, device=device)
-                    feature_store["x"][dev_index] = feats
+                result.store(index - start, logits, labels, capture.take() if capture is not None else None)
                 bar.update(len(index))
-        ops.raise_on_non_finite(log10_entropy, batch_size, first=start)
+        ops.raise_on_non_finite(result.log10_entropy, batch_size, first=start)
     finally:
         bar.close()
-        if hook is not None:
-            hook.remove()
+        if capture is not None:
+            capture.remove()
         model.train(was_training)
 
     meta = {
@@ -551,14 +519,73 @@ def score(
             "n": n_dataset,
             "fingerprint": dataset_fingerprint(dataset),
         },
-        "scoring": {"device": str(device), "amp": bool(amp), "batch_size": batch_size, "feature_layer": layer_name},
+        "scoring": {"device": str(device), "amp": bool(amp), "batch_size": batch_size,
+                    "feature_layer": capture.name if capture is not None else None},
     }
     if not whole:
         meta["dataset"]["range"] = [start, stop]
-    return Scores(
-        entropy, log10_entropy, labels.to(device), meta=meta, predictions=predictions,
-        features=feature_store.get("x"),
-    )
+    return Scores(result.entropy, result.log10_entropy, result.labels.to(device), meta=meta,
+                  predictions=result.predictions, features=result.features)
+
+
+def _check_range(start: Any, stop: Any, n_dataset: int) -> tuple[int, int]:
+    """The examples ``start .. stop - 1`` to score; ``stop`` None means the end."""
+    stop = n_dataset if stop is None else stop
+    for name, value in (("start", start), ("stop", stop)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= start < stop <= n_dataset:
+        raise ValueError(f"start and stop must satisfy 0 <= start < stop <= {n_dataset}, got {start} and {stop}")
+    return start, stop
+
+
+class _ScoreBuffers:
+    """The result of a scoring pass, filled batch by batch at the batches' positions (on
+    ``device``, except the labels, which the dataset yields on the CPU)."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.device = device
+        self.entropy = torch.empty(n, dtype=torch.float32, device=device)
+        self.log10_entropy = torch.empty_like(self.entropy)
+        self.predictions = torch.empty(n, dtype=torch.int64, device=device)
+        self.labels = torch.empty(n, dtype=torch.int64)
+        self.features: torch.Tensor | None = None
+
+    def store(self, position: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+              features: torch.Tensor | None) -> None:
+        ent, log10_ent = ops.entropy(logits, check_finite=False)  # checked once, after the pass
+        on_device = position.to(self.device, non_blocking=True)
+        self.entropy[on_device] = ent
+        self.log10_entropy[on_device] = log10_ent
+        self.predictions[on_device] = logits.argmax(dim=1)
+        self.labels[position] = labels
+        if features is not None:
+            if self.features is None:
+                self.features = torch.empty(len(self.entropy), features.shape[1], dtype=torch.float32,
+                                            device=self.device)
+            self.features[on_device] = features
+
+
+class _FeatureCapture:
+    """The penultimate features of each forward pass: the input of the feature layer,
+    caught by a forward pre-hook (removed by :meth:`remove`)."""
+
+    def __init__(self, model: nn.Module, feature_layer: str | None) -> None:
+        self.name, module = _feature_module(model, feature_layer)
+        self.captured: list[torch.Tensor] = []
+        self.hook = module.register_forward_pre_hook(lambda _, inputs: self.captured.append(inputs[0]))
+
+    def clear(self) -> None:
+        self.captured.clear()
+
+    def take(self) -> torch.Tensor:
+        """The features of the forward pass just run, [B, D] in float32."""
+        if len(self.captured) != 1:
+            raise ValueError(f"feature layer {self.name!r} ran {len(self.captured)} times in one forward pass")
+        return self.captured[0].flatten(1).float()
+
+    def remove(self) -> None:
+        self.hook.remove()
 
 
 def _check_model_fits(model: nn.Module, dataset) -> None:
