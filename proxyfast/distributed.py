@@ -242,88 +242,99 @@ def score_sharded(
         "scoring": {"batch_size": batch_size, "amp": bool(amp), "features": bool(features),
                     "feature_layer": feature_layer},
     }
+    score_options = dict(batch_size=batch_size, device=device, features=features, feature_layer=feature_layer,
+                         amp=amp, num_workers=num_workers)
 
     with _control_group(world_size, timeout) as group:
-        # 1. Every rank must score the same thing.
-        identities = _all_gather(_identity(manifest), group)
-        _check_same_run(identities)
-
-        # 2. Rank 0 starts or resumes the work directory and says which shards are done.
-        if rank == 0:
-            try:
-                done = _prepare_work_dir(work_dir, manifest)
-                outcome: Any = ("ok", done)
-            except Exception as error:  # noqa: BLE001 -- raised on every rank below
-                outcome = ("error", _shareable(error, "preparing the work directory on rank 0"))
-        else:
-            outcome = None
-        status, payload = _broadcast(outcome, group)
-        if status == "error":
-            raise payload
-        done = payload
-
-        # 3. Every rank must see the work directory (several nodes need a shared file system).
-        visible = _all_gather(os.path.isfile(os.path.join(work_dir, MANIFEST)), group)
-        if not all(visible):
-            blind = [r for r, seen in enumerate(visible) if not seen]
-            raise ValueError(
-                f"the work directory {work_dir!r} is not visible from rank(s) {_list(blind)}: on several nodes, "
-                "sharded scoring needs a directory on a file system every node shares"
-            )
-
+        # Every rank must score the same thing.
+        _check_same_run(_all_gather(_identity(manifest), group))
+        done = _open_work_dir(work_dir, manifest, rank, group)
         done_set = set(done)
         pending = [s for s in range(len(ranges)) if s not in done_set]
         mine = pending[rank::world_size]
         say(f"scoring {n:,} examples in {len(ranges)} shards of {shard_size:,} on {world_size} rank(s): "
             f"{len(done)} done already, {len(pending)} to score")
-
-        # 4. Score this rank's shards; a failure is reported to the others, not left to hang them.
-        failure = None
         bar = Progress(sum(ranges[s][1] - ranges[s][0] for s in mine), f"score (rank {rank}/{world_size})",
                        enabled=progress and rank == 0, unit="img")
-        try:
-            for shard in mine:
-                start, stop = ranges[shard]
-                shard_scores = score(model, dataset, batch_size=batch_size, device=device, features=features,
-                                     feature_layer=feature_layer, amp=amp, num_workers=num_workers,
-                                     start=start, stop=stop)
-                meta = dict(shard_scores.meta, shard={"index": shard, "start": start, "stop": stop})
-                shard_scores.replace(meta=meta).save(shard_path(work_dir, shard))
-                bar.update(stop - start)
-        except Exception as error:  # noqa: BLE001 -- reported to every rank, then re-raised
-            failure = error
-        finally:
-            bar.close()
+        failure = _score_shards(model, dataset, work_dir, ranges, mine, bar, score_options)
+        _wait_for_every_shard(work_dir, ranges, failure, group)
+        return _merge_on_ranks(work_dir, rank == 0 or all_ranks, len(done), world_size, group)
 
-        # 5. Wait for every rank; a rank that died breaks this collective.
-        try:
-            statuses = _all_gather(None if failure is None else f"{type(failure).__name__}: {failure}", group)
-            cause = "; ".join(f"rank {r} failed: {message}" for r, message in enumerate(statuses) if message)
-        except RuntimeError as error:
-            cause = (f"a rank stopped before finishing (its process died or lost its connection: "
-                     f"{' '.join(str(error).split())})")
-        missing = [s for s in range(len(ranges)) if not os.path.isfile(shard_path(work_dir, s))]
-        if missing:
-            raise _incomplete(work_dir, ranges, missing, cause or "the shard files are not in the work directory") \
-                from failure
-        if cause:  # every shard is on disk, but the ranks can no longer agree on the merge
-            raise RuntimeError(f"every shard of {work_dir} is written, but {cause}; run the same job again to merge "
-                               "them") from failure
 
-        # 6. Merge, on rank 0 (or everywhere); a merge failure is reported to every rank.
-        merged, merge_error = None, None
-        if rank == 0 or all_ranks:
-            try:
-                merged = merge_shards(work_dir, resumed=len(done), world_size=world_size)
-            except Exception as error:  # noqa: BLE001 -- re-raised here, reported to the other ranks
-                merge_error = error
-        errors = _all_gather(None if merge_error is None else str(merge_error), group)
-        if merge_error is not None:
-            raise merge_error
-        if any(errors):
-            first = next(r for r, message in enumerate(errors) if message)
-            raise ValueError(f"merging the shards failed on rank {first}: {errors[first]}")
-        return merged
+def _open_work_dir(work_dir: str, manifest: dict[str, Any], rank: int, group) -> list[int]:
+    """Rank 0 starts or resumes the work directory; every rank learns which shards are
+    done there, and must see the directory (several nodes need a shared file system)."""
+    outcome: Any = None
+    if rank == 0:
+        try:
+            outcome = ("ok", _prepare_work_dir(work_dir, manifest))
+        except Exception as error:  # noqa: BLE001 -- raised on every rank below
+            outcome = ("error", _shareable(error, "preparing the work directory on rank 0"))
+    status, payload = _broadcast(outcome, group)
+    if status == "error":
+        raise payload
+    visible = _all_gather(os.path.isfile(os.path.join(work_dir, MANIFEST)), group)
+    if not all(visible):
+        blind = [r for r, seen in enumerate(visible) if not seen]
+        raise ValueError(
+            f"the work directory {work_dir!r} is not visible from rank(s) {_list(blind)}: on several nodes, "
+            "sharded scoring needs a directory on a file system every node shares"
+        )
+    return payload
+
+
+def _score_shards(model: nn.Module, dataset, work_dir: str, ranges: list[tuple[int, int]], mine: list[int],
+                  bar: Progress, score_options: dict[str, Any]) -> Exception | None:
+    """Scores and writes this rank's shards ``mine``; returns the error that stopped it, if
+    one did, so that it is reported to the other ranks instead of leaving them waiting."""
+    try:
+        for shard in mine:
+            start, stop = ranges[shard]
+            shard_scores = score(model, dataset, start=start, stop=stop, **score_options)
+            meta = dict(shard_scores.meta, shard={"index": shard, "start": start, "stop": stop})
+            shard_scores.replace(meta=meta).save(shard_path(work_dir, shard))
+            bar.update(stop - start)
+    except Exception as error:  # noqa: BLE001 -- reported to every rank, then re-raised
+        return error
+    finally:
+        bar.close()
+    return None
+
+
+def _wait_for_every_shard(work_dir: str, ranges: list[tuple[int, int]], failure: Exception | None, group) -> None:
+    """Waits for every rank (a rank that died breaks this collective), then refuses to go
+    on unless every shard is on disk and every rank can still take part in the merge."""
+    try:
+        statuses = _all_gather(None if failure is None else f"{type(failure).__name__}: {failure}", group)
+        cause = "; ".join(f"rank {r} failed: {message}" for r, message in enumerate(statuses) if message)
+    except RuntimeError as error:
+        cause = (f"a rank stopped before finishing (its process died or lost its connection: "
+                 f"{' '.join(str(error).split())})")
+    missing = [s for s in range(len(ranges)) if not os.path.isfile(shard_path(work_dir, s))]
+    if missing:
+        raise _incomplete(work_dir, ranges, missing, cause or "the shard files are not in the work directory") \
+            from failure
+    if cause:  # every shard is on disk, but the ranks can no longer agree on the merge
+        raise RuntimeError(f"every shard of {work_dir} is written, but {cause}; run the same job again to merge "
+                           "them") from failure
+
+
+def _merge_on_ranks(work_dir: str, merge_here: bool, resumed: int, world_size: int, group) -> Scores | None:
+    """The merged scores where ``merge_here``, else None; a merge failure on any rank is
+    raised on every rank."""
+    merged, merge_error = None, None
+    if merge_here:
+        try:
+            merged = merge_shards(work_dir, resumed=resumed, world_size=world_size)
+        except Exception as error:  # noqa: BLE001 -- re-raised here, reported to the other ranks
+            merge_error = error
+    errors = _all_gather(None if merge_error is None else str(merge_error), group)
+    if merge_error is not None:
+        raise merge_error
+    if any(errors):
+        first = next(r for r, message in enumerate(errors) if message)
+        raise ValueError(f"merging the shards failed on rank {first}: {errors[first]}")
+    return merged
 
 
 def merge_shards(work_dir: str | os.PathLike, *, resumed: int | None = None,
