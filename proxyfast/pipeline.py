@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -31,10 +32,10 @@ from ._checks import check_bin_width, check_fraction, check_int, check_output_di
 from .data import fashion_mnist
 from .scoring import write_entropy_list
 from .models import resnet20
-from .baseline import train
+from .baseline import Forgetting, TrainResult, train
 from .runtime import resolve_amp, resolve_device
 from .scoring import Scores, model_info, score
-from .selection import available_methods, check_method, select
+from .selection import ProxySet, available_methods, check_method, select
 
 __all__ = ["PipelineConfig", "run_pipeline"]
 
@@ -105,78 +106,30 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     out = config.out
     os.makedirs(os.path.join(out, "proxies"), exist_ok=True)
     os.makedirs(os.path.join(out, "tables"), exist_ok=True)
-    times: dict[str, float] = {}
+    clock = _StageClock(log)
 
-    def stage(name: str, started: float) -> None:
-        times[name] = time.perf_counter() - started
-        log(f"[{name}: {times[name]:.1f} s]")
-
-    started = time.perf_counter()
-    train_set = fashion_mnist(config.data_root, train=True)
-    test_set = fashion_mnist(config.data_root, train=False)
-    stage("load data", started)
+    with clock.stage("load data"):
+        train_set = fashion_mnist(config.data_root, train=True)
+        test_set = fashion_mnist(config.data_root, train=False)
     log(f"data: Fashion-MNIST, {len(train_set):,} training and {len(test_set):,} test images")
     if math.floor(config.fraction * len(train_set)) == 0:
         raise ValueError(f"fraction {config.fraction:g} of the {len(train_set):,} training images selects none: "
                          "every proxy would be empty")
-
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    model = resnet20(10, in_channels=1, width=config.width, stem_stride=config.stem_stride,
-                     mean=_FASHION_MNIST_MEAN, std=_FASHION_MNIST_STD)
-    checkpoint = os.path.join(out, "baseline.ckpt")
-    amp = resolve_amp(config.amp, device)
-    log(f"precision: {'bfloat16 autocast' if amp else 'float32'} on {device}"
-        + ("" if config.amp is not None else f" ({'native' if amp else 'no native'} bfloat16 here)"))
-    result = train(
-        model, train_set, test_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        crop_padding=config.crop_padding, seed=config.seed, device=device, amp=amp,
-        checkpoint=checkpoint, track_forgetting=True, progress=config.progress, log=log,
-    )
-    stage("train baseline (+ forgetting events)", started)
+    with clock.stage("train baseline (+ forgetting events)"):
+        model, result = _train_baseline(config, device, train_set, test_set, log)
     parameters = sum(p.numel() for p in model.parameters())
     log(f"baseline: ResNet-20 (width {config.width}, stem stride {config.stem_stride}, {parameters:,} parameters), "
         f"test accuracy {100 * result.test_accuracy:.2f}%")
-
-    started = time.perf_counter()
-    scores_path = os.path.join(out, "scores.pxscores")
-    scores = _load_scores_if_current(scores_path, train_set, model)
-    if scores is None:
-        scores = score(model, train_set, batch_size=512, device=device, features=True, progress=config.progress)
-        forgetting = result.forgetting
-        scores = scores.replace(forgetting_counts=forgetting.counts)
-        scores.meta["forgetting"] = {"epochs": config.epochs, "counted_during": "baseline training"}
-        scores.save(scores_path)
-    write_entropy_list(os.path.join(out, "entropy.txt"), scores)
-    stage("score training set", started)
-    counts = scores.forgetting_counts
-    log(f"scores: log10 entropy in [{float(scores.log10_entropy.min()):.2f}, {float(scores.log10_entropy.max()):.2f}], "
-        f"train accuracy {100 * float((scores.predictions == scores.labels).float().mean()):.2f}%, "
-        f"{int(torch.isinf(counts).sum()):,} never learned, {int((counts == 0).sum()):,} unforgettable")
-
-    started = time.perf_counter()
-    proxies, select_times = {}, {}
-    tables = []
-    for method in config.methods:
-        t0 = time.perf_counter()
-        proxy = select(scores, fraction=config.fraction, method=method, seed=config.seed, bin_width=config.bin_width)
-        select_times[method] = time.perf_counter() - t0
-        proxies[method] = proxy
-        proxy.save(os.path.join(out, "proxies", f"{method}.proxyset"))
-        table = report.bin_table(proxy)
-        _write_text(os.path.join(out, "tables", f"{method}.txt"), table + "\n")
-        tables.append(f"== {method}: {proxy.k:,} of {proxy.n:,} in {select_times[method] * 1e3:.1f} ms\n{table}\n")
-        log(f"{method:>15}: {proxy.k:,} examples selected in {select_times[method] * 1e3:.1f} ms")
-    _write_text(os.path.join(out, "tables.txt"), "\n".join(tables))
-    stage("select proxies", started)
-
-    started = time.perf_counter()
-    figure = os.path.join(out, "figure2.png")
-    report.plot_methods(
-        proxies, scores, figure,
-        title=f"Fashion-MNIST, ResNet-20 baseline: log10 entropy of all data vs. each {config.fraction:.0%} proxy",
-    )
-    stage("figure", started)
+    with clock.stage("score training set"):
+        scores = _score_training_set(config, device, model, result.forgetting, train_set)
+    _log_scores(scores, log)
+    with clock.stage("select proxies"):
+        proxies, select_times, tables = _select_proxies(config, scores, log)
+    with clock.stage("figure"):
+        report.plot_methods(
+            proxies, scores, os.path.join(out, "figure2.png"),
+            title=f"Fashion-MNIST, ResNet-20 baseline: log10 entropy of all data vs. each {config.fraction:.0%} proxy",
+        )
 
     if "p1" in proxies:
         log("\n" + tables[config.methods.index("p1")])
@@ -185,18 +138,93 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
         "test_accuracy": result.test_accuracy,
         "baseline": model_info(model),
         "history": result.history,
-        "stage_seconds": times,
+        "stage_seconds": clock.times,
         "select_seconds": select_times,
-        "total_seconds": sum(times.values()),
+        "total_seconds": sum(clock.times.values()),
     }
     _write_text(os.path.join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     log("stage times:")
-    for name, seconds in times.items():
+    for name, seconds in clock.times.items():
         log(f"  {name:<40} {seconds:8.1f} s")
     log(f"  {'total':<40} {summary['total_seconds']:8.1f} s")
     log(f"wrote {out}/: proxies/*.proxyset, tables/*.txt, tables.txt, figure2.png, scores.pxscores, entropy.txt, "
         "baseline.ckpt, summary.json")
     return summary
+
+
+class _StageClock:
+    """The wall time of each stage of the job, logged as the stage ends."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        started = time.perf_counter()
+        yield
+        self.times[name] = time.perf_counter() - started
+        self.log(f"[{name}: {self.times[name]:.1f} s]")
+
+
+def _train_baseline(config: PipelineConfig, device: torch.device, train_set, test_set,
+                    log: Callable[[str], None]) -> tuple[torch.nn.Module, TrainResult]:
+    """The baseline trained from the seed's weights (resumed from ``out/baseline.ckpt``),
+    counting forgetting events on the way."""
+    torch.manual_seed(config.seed)
+    model = resnet20(10, in_channels=1, width=config.width, stem_stride=config.stem_stride,
+                     mean=_FASHION_MNIST_MEAN, std=_FASHION_MNIST_STD)
+    amp = resolve_amp(config.amp, device)
+    log(f"precision: {'bfloat16 autocast' if amp else 'float32'} on {device}"
+        + ("" if config.amp is not None else f" ({'native' if amp else 'no native'} bfloat16 here)"))
+    result = train(
+        model, train_set, test_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        crop_padding=config.crop_padding, seed=config.seed, device=device, amp=amp,
+        checkpoint=os.path.join(config.out, "baseline.ckpt"), track_forgetting=True, progress=config.progress,
+        log=log,
+    )
+    return model, result
+
+
+def _score_training_set(config: PipelineConfig, device: torch.device, model: torch.nn.Module,
+                        forgetting: Forgetting, train_set) -> Scores:
+    """The training set's scores with the forgetting counts, reused from ``out`` when they
+    are of this baseline; writes them and the entropy list."""
+    scores_path = os.path.join(config.out, "scores.pxscores")
+    scores = _load_scores_if_current(scores_path, train_set, model)
+    if scores is None:
+        scores = score(model, train_set, batch_size=512, device=device, features=True, progress=config.progress)
+        scores = scores.replace(forgetting_counts=forgetting.counts)
+        scores.meta["forgetting"] = {"epochs": config.epochs, "counted_during": "baseline training"}
+        scores.save(scores_path)
+    write_entropy_list(os.path.join(config.out, "entropy.txt"), scores)
+    return scores
+
+
+def _log_scores(scores: Scores, log: Callable[[str], None]) -> None:
+    counts = scores.forgetting_counts
+    log(f"scores: log10 entropy in [{float(scores.log10_entropy.min()):.2f}, {float(scores.log10_entropy.max()):.2f}], "
+        f"train accuracy {100 * float((scores.predictions == scores.labels).float().mean()):.2f}%, "
+        f"{int(torch.isinf(counts).sum()):,} never learned, {int((counts == 0).sum()):,} unforgettable")
+
+
+def _select_proxies(config: PipelineConfig, scores: Scores,
+                    log: Callable[[str], None]) -> tuple[dict[str, ProxySet], dict[str, float], list[str]]:
+    """A proxy per method, each written with its bin table; returns the proxies, the time
+    of each selection and the tables, in the order of the methods."""
+    proxies, select_times, tables = {}, {}, []
+    for method in config.methods:
+        started = time.perf_counter()
+        proxy = select(scores, fraction=config.fraction, method=method, seed=config.seed, bin_width=config.bin_width)
+        select_times[method] = time.perf_counter() - started
+        proxies[method] = proxy
+        proxy.save(os.path.join(config.out, "proxies", f"{method}.proxyset"))
+        table = report.bin_table(proxy)
+        _write_text(os.path.join(config.out, "tables", f"{method}.txt"), table + "\n")
+        tables.append(f"== {method}: {proxy.k:,} of {proxy.n:,} in {select_times[method] * 1e3:.1f} ms\n{table}\n")
+        log(f"{method:>15}: {proxy.k:,} examples selected in {select_times[method] * 1e3:.1f} ms")
+    _write_text(os.path.join(config.out, "tables.txt"), "\n".join(tables))
+    return proxies, select_times, tables
 
 
 def _load_scores_if_current(path: str, dataset, model: torch.nn.Module) -> Scores | None:
