@@ -53,15 +53,6 @@ def test_entropy_gpu_proxyfast(benchmark, logits):
 
 
 @pytest.mark.benchmark(group=ENTROPY_GROUP)
-def test_entropy_gpu_proxyfast_fused_histogram(benchmark, logits):
-    _, log10_h = ops.entropy(logits)
-    lo, top = float(log10_h.min()) - 0.25, float(log10_h.max()) + 0.25
-    n_bins = int(np.ceil((top - lo) / 0.25))
-    benchmark.extra_info.update(bytes=logits.numel() * logits.element_size())
-    benchmark(synced(ops.entropy_histogram, logits, lo, 0.25, n_bins, lo + n_bins * 0.25, check_finite=False))
-
-
-@pytest.mark.benchmark(group=ENTROPY_GROUP)
 def test_entropy_gpu_torch_eager(benchmark, logits):
     benchmark.extra_info.update(bytes=logits.numel() * logits.element_size())
     benchmark(synced(textbook_entropy, logits))

@@ -16,10 +16,6 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(proxyfast, m) {
   // Softmax entropy in nats and its log10, fp32, one value per row of [N, C] logits.
   m.def("entropy(Tensor logits) -> (Tensor, Tensor)");
-  // The entropy op fused with binning of log10 entropy into known edges:
-  // (entropy, log10 entropy, int32 bin ids, int64 counts).
-  m.def("entropy_histogram(Tensor logits, float lo, float bin_width, int n_bins, float top) "
-        "-> (Tensor, Tensor, Tensor, Tensor)");
   // Bins a 1-D fp32 or fp64 tensor (compared in fp64) into edges lo + b * bin_width (b = 0..n_bins, last edge `top`):
   // (int32 bin ids, -1 outside [lo, top]; int64 counts).
   m.def("histogram_bins(Tensor values, float lo, float bin_width, int n_bins, float top) -> (Tensor, Tensor)");

@@ -15,7 +15,6 @@ from ._extension import _C  # noqa: F401  (loads the library, which registers th
 
 __all__ = [
     "entropy",
-    "entropy_histogram",
     "histogram_bins",
     "weighted_sample",
     "weighted_sample_by_bin",
@@ -155,19 +154,6 @@ def _check_bins(lo, bin_width, n_bins, top):
         raise ValueError(f"top ({top}) must not be below lo ({lo})")
 
 
-def entropy_histogram(logits, lo, bin_width, n_bins, top, check_finite=True):
-    """Entropy fused with binning into known edges ``lo + b * bin_width`` (last edge ``top``).
-
-    Returns (entropy, log10 entropy, int32 bin ids with -1 outside [lo, top], int64 counts).
-    """
-    _check_logits(logits)
-    _check_bins(lo, bin_width, n_bins, top)
-    out = torch.ops.proxyfast.entropy_histogram.default(logits, float(lo), float(bin_width), int(n_bins), float(top))
-    if check_finite:
-        _raise_on_non_finite(out[1])
-    return out
-
-
 def histogram_bins(values, lo, bin_width, n_bins, top):
     """Bins a 1-D float32 or float64 tensor into edges ``lo + b * bin_width``, comparing in
     float64; (int32 ids, int64 counts)."""
@@ -281,17 +267,6 @@ def _entropy_fake(logits):
 
 
 torch.library.register_autograd("proxyfast::entropy", _entropy_backward, setup_context=_entropy_setup_context)
-
-
-@torch.library.register_fake("proxyfast::entropy_histogram")
-def _entropy_histogram_fake(logits, lo, bin_width, n_bins, top):
-    n = logits.shape[0]
-    return (
-        logits.new_empty((n,), dtype=torch.float32),
-        logits.new_empty((n,), dtype=torch.float32),
-        logits.new_empty((n,), dtype=torch.int32),
-        logits.new_empty((n_bins,), dtype=torch.int64),
-    )
 
 
 @torch.library.register_fake("proxyfast::histogram_bins")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from proxyfast import ops
-from proxyfast.binning import histogram_edges
 
 pytestmark = [
     pytest.mark.cuda,
@@ -25,7 +24,6 @@ IMAGENET_N = 1_281_167
 IMAGENET_K = 128_116
 
 entropy_op = torch.ops.proxyfast.entropy.default
-entropy_histogram_op = torch.ops.proxyfast.entropy_histogram.default
 histogram_bins_op = torch.ops.proxyfast.histogram_bins.default
 weighted_sample_op = torch.ops.proxyfast.weighted_sample.default
 
@@ -191,8 +189,6 @@ def test_entropy_no_rows():
     logits = torch.empty(0, 7, device="cuda")
     h, log10_h = entropy_op(logits)
     assert h.shape == (0,) and log10_h.shape == (0,) and h.is_cuda
-    out = entropy_histogram_op(logits, -1.0, 0.5, 4, 1.0)
-    assert out[2].shape == (0,) and torch.equal(out[3].cpu(), torch.zeros(4, dtype=torch.int64))
 
 
 def test_entropy_on_side_stream(rng):
@@ -202,64 +198,24 @@ def test_entropy_on_side_stream(rng):
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         got = entropy_op(logits)
-        got_hist = entropy_histogram_op(logits, -40.0, 0.25, 170, 2.5)
     stream.synchronize()
     assert torch.equal(got[1], want[1])
-    assert int(got_hist[3].sum()) == int(((want[1] >= -40.0) & (want[1] <= 2.5)).sum())
 
 
-def data_bins(low: float, high: float, width: float):
-    """(lo, n_bins, top) of the histogram rule of docs/design.md."""
-    edges = histogram_edges(low, high, width)
-    return float(edges[0]), len(edges) - 1, float(edges[-1])
-
-
-def bin_cases(log10_h: torch.Tensor):
-    """(lo, bin_width, n_bins, top) covering the data as the selection builds them, a
-    range that leaves values out, more bins than fit in shared memory, and one bin."""
-    finite = log10_h[torch.isfinite(log10_h)]
-    low, high = float(finite.min()), float(finite.max())
-    cases = []
-    for width in (0.25, 0.5, max((high - low) / 20000, 1e-4)):
-        lo, n_bins, top = data_bins(low, high, width)
-        cases.append((lo, width, n_bins, top))
-    middle = (low + high) / 2
-    cases.append((middle - 0.3, 0.1, 6, middle + 0.3))
-    cases.append((low, high - low + 1.0, 1, high + 1.0))
-    return cases
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n, c", [(1, 2), (1000, 33), (100_003, 1000), (1000, 4097), (300, 21843)])
-def test_entropy_histogram_matches(rng, dtype, n, c):
-    logits = random_logits(rng, n, c, dtype)
-    if n > 1:
-        logits[n // 2, 0] = float("nan")  # its bin is -1
-    h, log10_h = entropy_op(logits)
-    assert_matches_cpu(logits, (h, log10_h))
-    for lo, width, n_bins, top in bin_cases(log10_h):
-        fused_h, fused_log10, ids, counts = entropy_histogram_op(logits, lo, width, n_bins, top)
-        torch.testing.assert_close(fused_h, h, rtol=0, atol=0, equal_nan=True)
-        torch.testing.assert_close(fused_log10, log10_h, rtol=0, atol=0, equal_nan=True)
-        assert ids.dtype == torch.int32 and counts.dtype == torch.int64 and counts.shape == (n_bins,)
-        # The bins of these very log10 entropies, by the CPU op.
-        want_ids, want_counts = histogram_bins_op(log10_h.cpu(), lo, width, n_bins, top)
-        assert torch.equal(ids.cpu(), want_ids), (lo, width, n_bins, top)
-        assert torch.equal(counts.cpu(), want_counts), (lo, width, n_bins, top)
-
-
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 1000, 1_000_003])
 @pytest.mark.parametrize("n_bins", [1, 37, 8192, 8193, 100_000])
-def test_histogram_bins_matches_cpu(rng, n, n_bins):
+def test_histogram_bins_matches_cpu(rng, n, n_bins, dtype):
     lo, width = -9.0, 12.0 / n_bins
     top = lo + n_bins * width
     values = rng.normal(-3.0, 2.5, size=n)
     # Values on edges (exact in fp32 where the width allows), at both ends, outside, NaN.
     on_edges = lo + rng.integers(0, n_bins + 1, size=50) * width
-    specials = np.concatenate([on_edges, [lo, top, lo - 1e-3, top + 1e-3, np.nan, np.inf, -np.inf]])
+    specials = np.concatenate([on_edges, np.nextafter(on_edges, -np.inf),
+                               [lo, top, lo - 1e-3, top + 1e-3, np.nan, np.inf, -np.inf]])
     count = min(n, len(specials))
     values[rng.choice(n, count, replace=False)] = specials[:count]
-    values = torch.from_numpy(values.astype(np.float32))
+    values = torch.from_numpy(values.astype(dtype))
     got_ids, got_counts = histogram_bins_op(values.cuda(), lo, width, n_bins, top)
     want_ids, want_counts = histogram_bins_op(values, lo, width, n_bins, top)
     assert got_ids.is_cuda and got_ids.dtype == torch.int32 and got_counts.dtype == torch.int64

@@ -120,21 +120,6 @@ def test_entropy_keeps_fp64_accuracy(host, rng):
             assert error <= 1e-7, f"C = {c}, spread {spread}: relative error {error:.3g}"
 
 
-def test_entropy_histogram_matches_cpu(host, rng):
-    logits = random_logits(rng, 500, 40)
-    logits[7, 3] = float("nan")
-    h, log10_h = cpu.entropy(logits)
-    finite = log10_h[torch.isfinite(log10_h)]
-    low, high = float(finite.min()), float(finite.max())
-    for lo, width, n_bins in [(low, 0.25, 1 + int((high - low) / 0.25)), (low, (high - low) / 9000, 9001),
-                              ((low + high) / 2, 0.1, 6)]:
-        top = lo + n_bins * width
-        got = host.entropy_histogram(logits, lo, width, n_bins, top)
-        want_ids, want_counts = cpu.histogram_bins(got[1], lo, width, n_bins, top)
-        assert_entropy_close(got[:2], logits)
-        assert torch.equal(got[2], want_ids) and torch.equal(got[3], want_counts)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_bins", [1, 37, 8192, 8193])
 def test_histogram_bins_matches_cpu(host, rng, n_bins, dtype):

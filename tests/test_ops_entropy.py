@@ -151,31 +151,16 @@ def test_bad_arguments():
         torch.ops.proxyfast.entropy.default(torch.zeros(3))
 
 
-def test_fused_histogram_equals_separate_ops(rng):
-    logits = torch.from_numpy(rng.normal(size=(3001, 40)) * rng.uniform(0.1, 30, size=(3001, 1))).float()
-    entropy, log10_entropy = ops.entropy(logits)
-    lo, width = math.floor(float(log10_entropy.min())), 0.25
-    n_bins = math.ceil((float(log10_entropy.max()) - lo) / width)
-    top = lo + n_bins * width
-    fused = ops.entropy_histogram(logits, lo, width, n_bins, top)
-    ids, counts = ops.histogram_bins(log10_entropy, lo, width, n_bins, top)
-    assert torch.equal(fused[0], entropy) and torch.equal(fused[1], log10_entropy)
-    assert torch.equal(fused[2], ids) and torch.equal(fused[3], counts)
-    assert int(counts.sum()) == 3001
-
-
-def test_fused_histogram_out_of_range_is_minus_one():
-    logits = torch.tensor([[0.0, 0.0], [0.0, -30.0]])  # log10 H: -0.159 and about -11.5
-    _, _, ids, counts = ops.entropy_histogram(logits, -1.0, 0.5, 2, 0.0)
-    assert ids.tolist() == [1, -1] and counts.tolist() == [0, 1]
-
-
 def test_opcheck():
     logits = torch.randn(7, 5)
     torch.library.opcheck(torch.ops.proxyfast.entropy.default, (logits,))
-    torch.library.opcheck(torch.ops.proxyfast.entropy_histogram.default, (logits, -3.0, 0.5, 8, 1.0))
     torch.library.opcheck(torch.ops.proxyfast.histogram_bins.default, (torch.randn(9), -3.0, 0.5, 12, 3.0))
+    torch.library.opcheck(torch.ops.proxyfast.histogram_bins.default,
+                          (torch.randn(9, dtype=torch.float64), -3.0, 0.5, 12, 3.0))
     torch.library.opcheck(torch.ops.proxyfast.weighted_sample.default, (torch.rand(9) + 0.1, 4, 3, 0))
+    torch.library.opcheck(torch.ops.proxyfast.weighted_sample_by_bin.default,
+                          (torch.tensor([0, 2, 2, 1], dtype=torch.int32), torch.tensor([1.0, 0.5, 2.0],
+                                                                                    dtype=torch.float64), 2, 3, 0))
 
 
 def test_runs_under_torch_compile(rng):

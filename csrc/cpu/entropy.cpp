@@ -1,4 +1,4 @@
-// CPU glue of the entropy and entropy_histogram ops.
+// CPU glue of the entropy op.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -6,7 +6,6 @@
 
 #include "../checks.h"
 #include "entropy_kernel.h"
-#include "histogram_kernel.h"
 
 namespace proxyfast {
 namespace cpu {
@@ -46,30 +45,9 @@ std::tuple<at::Tensor, at::Tensor> entropy_cpu(const at::Tensor& logits) {
   return {entropy, log10_entropy};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> entropy_histogram_cpu(const at::Tensor& logits, double lo,
-                                                                                 double bin_width, int64_t n_bins,
-                                                                                 double top) {
-  check_logits(logits);
-  check_bins(lo, bin_width, n_bins, top);
-  const int64_t n = logits.size(0);
-  const auto options = logits.options();
-  at::Tensor entropy = at::empty({n}, options.dtype(at::kFloat));
-  at::Tensor log10_entropy = at::empty({n}, options.dtype(at::kFloat));
-  at::Tensor bin_ids = at::empty({n}, options.dtype(at::kInt));
-  at::Tensor counts = at::empty({n_bins}, options.dtype(at::kLong));
-  const BinSpec bins{lo, bin_width, top, static_cast<int32_t>(n_bins)};
-  run_entropy(logits, entropy.mutable_data_ptr<float>(), log10_entropy.mutable_data_ptr<float>(), &bins,
-              bin_ids.mutable_data_ptr<int32_t>());
-  count_bins(bin_ids.const_data_ptr<int32_t>(), n, bins.n_bins, counts.mutable_data_ptr<int64_t>());
-  return {entropy, log10_entropy, bin_ids, counts};
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(proxyfast, CPU, m) {
-  m.impl("entropy", &entropy_cpu);
-  m.impl("entropy_histogram", &entropy_histogram_cpu);
-}
+TORCH_LIBRARY_IMPL(proxyfast, CPU, m) { m.impl("entropy", &entropy_cpu); }
 
 }  // namespace cpu
 }  // namespace proxyfast

@@ -1,4 +1,4 @@
-// CUDA glue and kernels of the entropy and entropy_histogram ops, the twins of
+// CUDA glue and kernels of the entropy op, the twin of
 // cpu/entropy.cpp with the same checks (checks.h) and row math (common/entropy_math.h).
 //
 // A group of threads handles one row: a warp for rows of up to kWarpMaxClasses logits,
@@ -374,37 +374,9 @@ std::tuple<at::Tensor, at::Tensor> entropy_cuda(const at::Tensor& logits) {
   return {entropy, log10_entropy};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> entropy_histogram_cuda(const at::Tensor& logits, double lo,
-                                                                                  double bin_width, int64_t n_bins,
-                                                                                  double top) {
-  check_logits(logits);
-  check_bins(lo, bin_width, n_bins, top);
-  const c10::cuda::CUDAGuard guard(logits.device());
-  const int64_t n = logits.size(0);
-  const auto options = logits.options();
-  at::Tensor entropy = at::empty({n}, options.dtype(at::kFloat));
-  at::Tensor log10_entropy = at::empty({n}, options.dtype(at::kFloat));
-  at::Tensor bin_ids = at::empty({n}, options.dtype(at::kInt));
-  at::Tensor counts = at::zeros({n_bins}, options.dtype(at::kLong));
-  const auto bins32 = static_cast<int32_t>(n_bins);
-  // int64 counts updated through unsigned 64-bit atomics: the same bits for counts < 2^63.
-  const BinParams bins{lo,
-                       bin_width,
-                       top,
-                       bins32,
-                       shared_bin_count(bins32),
-                       bin_ids.mutable_data_ptr<int32_t>(),
-                       reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>())};
-  run_entropy(logits, entropy, log10_entropy, bins);
-  return {entropy, log10_entropy, bin_ids, counts};
-}
-
 }  // namespace
 
-PF_CUDA_LIBRARY_IMPL(m) {
-  m.impl("entropy", &entropy_cuda);
-  m.impl("entropy_histogram", &entropy_histogram_cuda);
-}
+PF_CUDA_LIBRARY_IMPL(m) { m.impl("entropy", &entropy_cuda); }
 
 }  // namespace cuda
 }  // namespace proxyfast
