@@ -57,11 +57,12 @@ from ..models import resnet20
 from ..models.resnet_imagenet import resnet50
 from ..nas.mixed import default_mixed_impl
 from ..nas.search import SearchConfig, build_search, search_step
+from ..runtime import resolve_device
 from ..scoring import score
 from ..selection import select
 from .extrapolate import days, hours, plan_search, proxy_size, search_seconds
 from .settings import ALGOS, Setting, get_setting, paper_figures
-from .timing import CallTiming, describe_device, resolve_device, time_calls
+from .timing import CallTiming, describe_device, time_calls
 
 __all__ = ["REPORT_FORMAT", "REPORT_VERSION", "bench_search", "device_defaults", "search_config", "synthetic_images",
            "time_search"]
@@ -89,7 +90,8 @@ def device_defaults(device: torch.device | str, setting: str, full_size: bool = 
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
     name = get_setting(setting).name
     steps, warmup = _DEFAULT_STEPS[kind]
-    defaults: dict[str, int | None] = {"steps": steps, "warmup": warmup, "score_images": _DEFAULT_SCORE_IMAGES[kind, name],
+    defaults: dict[str, int | None] = {"steps": steps, "warmup": warmup,
+                                       "score_images": _DEFAULT_SCORE_IMAGES[kind, name],
                                        "batch_size": None, "channels": None, "layers": None, "image_size": None}
     if kind == "cpu" and not full_size:
         defaults.update(_CPU_REDUCED, image_size=_CPU_REDUCED_IMAGE_SIZE[name])
@@ -280,23 +282,13 @@ def bench_search(
         proxy_fraction = setting_obj.proxy_fraction
     proxy_k = proxy_size(setting_obj.train_size, proxy_fraction)
     device = resolve_device(device)
-    defaults = device_defaults(device, setting, full_size)
-    steps = defaults["steps"] if steps is None else steps
-    warmup = defaults["warmup"] if warmup is None else warmup
-    score_images = defaults["score_images"] if score_images is None else score_images
-    batch_size = defaults["batch_size"] if batch_size is None else batch_size
-    channels = defaults["channels"] if channels is None else channels
-    layers = defaults["layers"] if layers is None else layers
-    image_size = defaults["image_size"] if image_size is None else image_size
-    for name, value, minimum in (("steps", steps, 1), ("warmup", warmup, 0), ("score_images", score_images, 1),
-                                 ("image_size", image_size, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    sizes = _sizes(device, setting, full_size, steps=steps, warmup=warmup, score_images=score_images,
+                   batch_size=batch_size, channels=channels, layers=layers, image_size=image_size)
     image_shape = setting_obj.image_shape
-    if image_size is not None:
-        image_shape = (image_shape[0], image_size, image_size)
-    config = search_config(setting_obj, algo, order, batch_size=batch_size, channels=channels, layers=layers,
-                           epochs=epochs, impl=impl, seed=seed)
+    if sizes["image_size"] is not None:
+        image_shape = (image_shape[0], sizes["image_size"], sizes["image_size"])
+    config = search_config(setting_obj, algo, order, batch_size=sizes["batch_size"], channels=sizes["channels"],
+                           layers=sizes["layers"], epochs=epochs, impl=impl, seed=seed)
     say = log if log is not None else (lambda _: None)
     full_plan = plan_search(setting_obj.train_size, config.batch_size, config.epochs, config.warmup_epochs,
                             config.train_portion)
@@ -307,16 +299,35 @@ def bench_search(
     say(f"timing the search step: {config.algo}, order {config.order}, batch {config.batch_size}, "
         f"{config.channels} channels, {config.layers} cells, inputs {'x'.join(map(str, image_shape))}")
     timings = time_search(config, image_shape, setting_obj.num_classes, proxy_plan.steps_per_epoch, device,
-                          steps, warmup, progress)
+                          sizes["steps"], sizes["warmup"], progress)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    say(f"timing the scoring: {setting_obj.baseline} on {score_images:,} images")
-    scoring = time_scoring(setting_obj, image_shape, score_images, device, seed, progress)
+    say(f"timing the scoring: {setting_obj.baseline} on {sizes['score_images']:,} images")
+    scoring = time_scoring(setting_obj, image_shape, sizes["score_images"], device, seed, progress)
     say(f"timing the selection: P1 of {proxy_k:,} from {setting_obj.train_size:,} scores")
     selection = time_selection(setting_obj, proxy_fraction, device, seed)
-
     searches = {"full": _costed(full_plan, timings), "proxy": _costed(proxy_plan, timings)}
+    return _report(setting_obj, algo, config, image_shape, proxy_fraction, device_info, timings, searches, scoring,
+                   selection)
+
+
+def _sizes(device: torch.device, setting: str, full_size: bool, **given: int | None) -> dict[str, int | None]:
+    """The sizes of the timing runs: each one given, else the device's default
+    (:func:`device_defaults`); checked."""
+    defaults = device_defaults(device, setting, full_size)
+    sizes = {name: defaults[name] if value is None else value for name, value in given.items()}
+    for name, minimum in (("steps", 1), ("warmup", 0), ("score_images", 1), ("image_size", 1)):
+        value = sizes[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return sizes
+
+
+def _report(setting: Setting, algo: str, config: SearchConfig, image_shape: tuple[int, int, int],
+            proxy_fraction: float, device_info: dict[str, Any], timings: dict[str, Any], searches: dict[str, Any],
+            scoring: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:
+    """The report of :func:`bench_search` (schema in the module's docstring)."""
     total = scoring["seconds"] + selection["seconds"] + searches["proxy"]["seconds"]
     return {
         "format": REPORT_FORMAT,
@@ -326,11 +337,11 @@ def bench_search(
         "torch_version": torch.__version__,
         "device": device_info,
         "setting": {
-            "name": setting_obj.name, "dataset": setting_obj.dataset, "train_size": setting_obj.train_size,
-            "image_shape": list(image_shape), "num_classes": setting_obj.num_classes,
-            "baseline": setting_obj.baseline, "bin_width": setting_obj.bin_width, "proxy_fraction": proxy_fraction,
+            "name": setting.name, "dataset": setting.dataset, "train_size": setting.train_size,
+            "image_shape": list(image_shape), "num_classes": setting.num_classes,
+            "baseline": setting.baseline, "bin_width": setting.bin_width, "proxy_fraction": proxy_fraction,
         },
-        "reduced": _reduced(setting_obj, algo, config, image_shape),
+        "reduced": _reduced(setting, algo, config, image_shape),
         "config": dataclasses.asdict(config),
         "mixed_impl": default_mixed_impl() if config.impl is None else config.impl,
         "timing": {name: value.to_dict() if isinstance(value, CallTiming) else None
@@ -342,7 +353,7 @@ def bench_search(
         "proxy_total": {"seconds": total, "hours": hours(total), "days": days(total)},
         "speedup": {"search": _ratio(searches["full"]["seconds"], searches["proxy"]["seconds"]),
                     "total": _ratio(searches["full"]["seconds"], total)},
-        "paper": _paper(setting_obj, algo),
+        "paper": _paper(setting, algo),
     }
 
 
