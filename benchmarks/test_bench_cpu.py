@@ -52,6 +52,20 @@ def test_sample_proxyfast(benchmark, weights):
 
 
 @pytest.mark.benchmark(group="weighted-sample-cpu [N=1281167, k=128116]")
+def test_sample_torch_exponential_keys_topk(benchmark, weights):
+    # What a torch user writes: Efraimidis-Spirakis keys log(u) / w, the k largest.
+    generator = torch.Generator().manual_seed(0)
+    benchmark(lambda: torch.topk(torch.rand(IMAGENET_N, dtype=torch.float64, generator=generator).log() / weights,
+                                 IMAGENET_K).indices)
+
+
+@pytest.mark.benchmark(group="weighted-sample-cpu [N=1281167, k=128116]")
+def test_sample_torch_multinomial(benchmark, weights):
+    generator = torch.Generator().manual_seed(0)
+    benchmark(torch.multinomial, weights, IMAGENET_K, replacement=False, generator=generator)
+
+
+@pytest.mark.benchmark(group="weighted-sample-cpu [N=1281167, k=128116]")
 def test_sample_numpy_generator_choice(benchmark, weights):
     p = (weights / weights.sum()).numpy()
     rng = np.random.default_rng(0)
@@ -63,6 +77,12 @@ def test_select_p1_proxyfast(benchmark, imagenet_entropies):
     entropy = torch.from_numpy(imagenet_entropies)
     scores = proxyfast.Scores.from_entropy(entropy)
     benchmark(proxyfast.select, scores, fraction=0.1, method="p1", bin_width=0.25)
+
+
+@pytest.mark.benchmark(group="select-p1-cpu [ImageNet scale, from entropies]")
+def test_select_p1_proxyfast_from_float64_array(benchmark, imagenet_entropies):
+    # The path a user takes with entropies read from a list: a float64 ndarray.
+    benchmark(proxyfast.select, imagenet_entropies, fraction=0.1, method="p1", bin_width=0.25)
 
 
 @pytest.mark.benchmark(group="select-p1-cpu [ImageNet scale, from entropies]")

@@ -93,6 +93,18 @@ def paper_log10_entropy(entropy) -> np.ndarray:
     return np.log10(np.asarray(entropy, dtype=np.float64))
 
 
+def float32_crossing_entropy(edge: float) -> float:
+    """An entropy whose float64 log10 lies below ``edge`` and rounds to ``edge`` or above
+    in float32: binning the float32 value moves it one bin up."""
+    entropy = 10.0 ** edge
+    for _ in range(200):
+        entropy = np.nextafter(entropy, 0.0)
+        log10 = paper_log10_entropy([entropy])[0]
+        if log10 < edge and float(np.float32(log10)) >= edge:
+            return float(entropy)
+    raise AssertionError(f"no such entropy near 10 ** {edge}")
+
+
 def paper_edges(log_entropy: np.ndarray, bin_width: float) -> np.ndarray:
     """The bin edges as the paper's code builds them (``np.arange`` up to the raised top)."""
     low, high = log_entropy.min(), log_entropy.max()

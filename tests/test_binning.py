@@ -11,7 +11,7 @@ import proxyfast
 from proxyfast import ops
 from proxyfast.scoring.builtin import BUILTIN_ENTROPY_LIST, builtin_entropy_list
 from proxyfast.binning import histogram, histogram_edges
-from reference import histogram_reference, paper_histogram, paper_log10_entropy
+from reference import float32_crossing_entropy, histogram_reference, paper_histogram, paper_log10_entropy
 
 
 @pytest.mark.parametrize("n", [1, 2, 17, 1000, 65537])
@@ -130,22 +130,10 @@ def test_float64_value_below_an_edge_stays_below():
     assert ids32.tolist()[1] == 4
 
 
-def entropy_whose_log10_is_below_edge_in_float64_only(edge: float) -> float:
-    """An entropy whose numpy float64 log10 is below ``edge`` and rounds to ``edge`` or
-    above in float32."""
-    entropy = 10.0 ** edge
-    for _ in range(200):
-        entropy = np.nextafter(entropy, 0.0)
-        log10 = paper_log10_entropy([entropy])[0]
-        if log10 < edge and float(np.float32(log10)) >= edge:
-            return float(entropy)
-    raise AssertionError(f"no such entropy near 10 ** {edge}")
-
-
 @pytest.mark.parametrize("as_input", [np.asarray, torch.from_numpy, list])
 def test_select_bins_float64_entropies_as_the_paper(rng, as_input):
     edge = -1.5
-    crossing = entropy_whose_log10_is_below_edge_in_float64_only(edge)
+    crossing = float32_crossing_entropy(edge)
     entropy = 10.0 ** rng.uniform(-3.9, -0.1, size=400)
     entropy[[0, 1]] = [10.0 ** -3.95, 10.0 ** -0.05]  # edges -4 and 0 fixed
     entropy[7] = crossing

@@ -11,6 +11,7 @@ from proxyfast import ops
 from proxyfast.binning import histogram
 from proxyfast.scoring import Scores
 from proxyfast.selection import METHODS, available_methods, register_method
+from reference import float32_crossing_entropy, histogram_reference, paper_log10_entropy
 
 BUILTIN_METHODS = ["p1", "p2", "p3", "deterministic", "random", "entropy_top", "entropy_bottom"]
 SAMPLED_METHODS = ["p1", "p2", "p3", "random"]
@@ -275,3 +276,41 @@ def test_cuda_selects_the_same_proxy_as_the_cpu(rng, method):
     assert torch.equal(gpu.indices.cpu(), cpu.indices)
     np.testing.assert_array_equal(gpu.selected_per_bin, cpu.selected_per_bin)
     assert gpu.fingerprint == cpu.fingerprint
+
+
+def reference_select(entropy: np.ndarray, k: int, method: str, seed: int, bin_width: float) -> torch.Tensor:
+    """P1/P2/P3 the plain way: the paper's float64 log10 and the one-value-at-a-time
+    histogram, N per-example weights, ops.weighted_sample, then its shuffle."""
+    _, ids, counts = histogram_reference(paper_log10_entropy(entropy), bin_width)
+    h = counts.astype(np.float64)
+    bin_weight = {"p1": (h.max() - h + 1.0) / np.maximum(h, 1), "p2": 1.0 / np.maximum(h, 1),
+                  "p3": 1.0 / np.maximum(h, 1) ** 2}[method]
+    chosen = ops.weighted_sample(torch.from_numpy(bin_weight[ids]), k, seed, stream=0)
+    if k < 2:
+        return chosen
+    return chosen[ops.weighted_sample(torch.ones(k, dtype=torch.float64), k, seed, stream=1)]
+
+
+@pytest.mark.parametrize("method", ["p1", "p2", "p3"])
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 4097, 65_537, 200_003])
+def test_bin_weighted_methods_equal_the_plain_reference(rng, method, n):
+    entropy = 10.0 ** rng.uniform(-9, 0.5, size=n)
+    if n > 3:
+        entropy[: n // 4] = entropy[n // 4]  # a block of ties
+        entropy[n // 4: n // 3] = 10.0 ** (np.round(np.log10(entropy[n // 4: n // 3]) * 4) / 4)  # near edges
+        entropy[n // 3] = float32_crossing_entropy(-3.0)  # binned one bin up in float32
+    bin_width = float(rng.choice([0.25, 0.5, 0.2]))
+    for k in sorted({0, 1, n // 10, n - 1, n} & set(range(n + 1))):
+        seed = int(rng.integers(2**63))
+        got = proxyfast.select(entropy, k=k, method=method, seed=seed, bin_width=bin_width).indices
+        assert torch.equal(got, reference_select(entropy, k, method, seed, bin_width)), (k, seed, bin_width)
+
+
+@pytest.mark.parametrize("bad, match", [(np.nan, r"entropy\[2\]"), (np.inf, r"entropy\[2\]"), (0.0, r"entropy\[2\]"),
+                                        (-1e-3, r"entropy\[2\]")])
+def test_float64_array_errors_name_the_entry(bad, match):
+    entropy = np.array([0.5, 0.1, bad, 0.2])
+    with pytest.raises(ValueError, match=match):
+        proxyfast.select(entropy, k=1)
+    with pytest.raises(ValueError, match="k = 5 exceeds the number of examples"):
+        proxyfast.select(np.array([0.5, 0.1, 0.3, 0.2]), k=5)

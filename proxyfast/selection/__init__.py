@@ -75,18 +75,20 @@ def _target_device(device: torch.device | str) -> torch.device:
 
 def _float64_log10(entropies: Any) -> torch.Tensor | None:
     """The float64 log10 of 1-D entropies given in float64 (or as integers or a list), as
-    the paper's code takes it; None for Scores, logits and narrower floats, whose log10
-    the scores hold. ``entropies`` has passed :func:`as_scores`."""
+    the paper's code takes it (numpy's log10 on the CPU); None for Scores, logits and
+    narrower floats, whose log10 the scores hold. ``entropies`` has passed :func:`as_scores`."""
     if isinstance(entropies, Scores):
         return None
     if isinstance(entropies, torch.Tensor):
         if entropies.dim() != 1 or entropies.dtype in _NARROW_FLOATS:
             return None
-        return torch.log10(entropies.to(torch.float64))
+        if entropies.device.type != "cpu":
+            return torch.log10(entropies.to(torch.float64))
+        entropies = entropies.detach().numpy()
     array = np.asarray(entropies)
     if array.ndim != 1 or array.dtype in (np.float32, np.float16):
         return None
-    return torch.log10(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)))
+    return torch.from_numpy(np.log10(array, dtype=np.float64))
 
 
 def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
