@@ -17,3 +17,27 @@
 #else
 #define PF_CLONE_INLINE inline
 #endif
+
+// Kernels written with intrinsics for one instruction set each (the entropy fast path):
+// every function between PF_BEGIN_TARGET_* and PF_END_TARGET is compiled for that set,
+// and the caller picks one at run time (entropy_kernel.cpp). Headers must be included
+// before the region, so that no inline function they define is compiled for the wider
+// set and then shared, through the linker, with code that runs on any processor.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define PF_X86_KERNELS 1
+#if defined(__clang__)
+#define PF_BEGIN_TARGET_AVX512                                                                              \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,fma,f16c\"))), \
+apply_to = function)")
+#define PF_BEGIN_TARGET_AVX2 \
+  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define PF_END_TARGET _Pragma("clang attribute pop")
+#else
+#define PF_BEGIN_TARGET_AVX512 \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,fma,f16c\")")
+#define PF_BEGIN_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#define PF_END_TARGET _Pragma("GCC pop_options")
+#endif
+#else
+#define PF_X86_KERNELS 0
+#endif

@@ -1,5 +1,6 @@
 #include "entropy_kernel.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -126,10 +127,76 @@ PF_CPU_CLONES void entropy_row(const float* z, int64_t num_classes, float* entro
   *log10_entropy = result.log10_entropy;
 }
 
+CpuCapability entropy_cpu_capability(const char** error) {
+  *error = nullptr;
+  CpuCapability best = CpuCapability::kDefault;
+#if PF_X86_KERNELS
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    best = CpuCapability::kAvx2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+      best = CpuCapability::kAvx512;
+    }
+  }
+#endif
+  const char* cap = std::getenv("PROXYFAST_CPU_CAPABILITY");
+  if (cap == nullptr || *cap == '\0') return best;
+  CpuCapability wanted;
+  if (std::strcmp(cap, "avx512") == 0) {
+    wanted = CpuCapability::kAvx512;
+  } else if (std::strcmp(cap, "avx2") == 0) {
+    wanted = CpuCapability::kAvx2;
+  } else if (std::strcmp(cap, "default") == 0) {
+    wanted = CpuCapability::kDefault;
+  } else {
+    *error = "PROXYFAST_CPU_CAPABILITY must be avx512, avx2 or default";
+    return CpuCapability::kDefault;
+  }
+  return wanted < best ? wanted : best;
+}
+
+const char* cpu_capability_name(CpuCapability capability) {
+  switch (capability) {
+    case CpuCapability::kAvx512:
+      return "avx512";
+    case CpuCapability::kAvx2:
+      return "avx2";
+    default:
+      return "default";
+  }
+}
+
 template <typename T>
 void entropy_rows(const T* logits, int64_t num_classes, int64_t row_stride, int64_t col_stride,
                   int64_t row_begin, int64_t row_end, float* entropy, float* log10_entropy,
-                  const BinSpec* bins, int32_t* bin_ids, float* scratch) {
+                  const BinSpec* bins, int32_t* bin_ids, float* scratch, CpuCapability capability) {
+#if PF_X86_KERNELS
+  if (capability != CpuCapability::kDefault) {
+    const auto fast_rows = [&](const auto* rows, int64_t stride, int64_t begin, int64_t end, float* h, float* log10_h) {
+      if (capability == CpuCapability::kAvx512) {
+        entropy_rows_avx512(rows, num_classes, stride, begin, end, h, log10_h, scratch);
+      } else {
+        entropy_rows_avx2(rows, num_classes, stride, begin, end, h, log10_h, scratch);
+      }
+    };
+    if (col_stride == 1) {
+      fast_rows(logits, row_stride, row_begin, row_end, entropy, log10_entropy);
+    } else {  // gathered into a contiguous fp32 row: the same results as a contiguous copy
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        const T* row = logits + r * row_stride;
+        for (int64_t c = 0; c < num_classes; ++c) scratch[c] = to_float(row[c * col_stride]);
+        fast_rows(static_cast<const float*>(scratch), 0, 0, 1, entropy + r, log10_entropy + r);
+      }
+    }
+    if (bins != nullptr) {
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        bin_ids[r] = bin_index(log10_entropy[r], bins->lo, bins->width, bins->n_bins, bins->top);
+      }
+    }
+    return;
+  }
+#endif
   for (int64_t r = row_begin; r < row_end; ++r) {
     const T* row = logits + r * row_stride;
     const float* z;
@@ -147,11 +214,11 @@ void entropy_rows(const T* logits, int64_t num_classes, int64_t row_stride, int6
 }
 
 template void entropy_rows<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, float*,
-                                  const BinSpec*, int32_t*, float*);
+                                  const BinSpec*, int32_t*, float*, CpuCapability);
 template void entropy_rows<Half16>(const Half16*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, float*,
-                                   const BinSpec*, int32_t*, float*);
+                                   const BinSpec*, int32_t*, float*, CpuCapability);
 template void entropy_rows<BFloat16>(const BFloat16*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, float*,
-                                     const BinSpec*, int32_t*, float*);
+                                     const BinSpec*, int32_t*, float*, CpuCapability);
 
 }  // namespace cpu
 }  // namespace proxyfast

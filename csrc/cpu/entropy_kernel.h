@@ -21,13 +21,35 @@ struct BinSpec {
 // strides, writes the entropy in nats and its log10 (NaN for a row holding a non-finite
 // logit) and, when `bins` is not null, the bin of each row's log10 entropy.
 // `scratch` must hold C floats; it is used when the row is not contiguous fp32.
+// Contiguous rows take the fast path of `capability` (entropy_simd.h); the others, and
+// every row with kDefault, the exact path.
+enum class CpuCapability { kDefault = 0, kAvx2 = 1, kAvx512 = 2 };  // narrowest first
+
 template <typename T>
 void entropy_rows(const T* logits, int64_t num_classes, int64_t row_stride, int64_t col_stride,
                   int64_t row_begin, int64_t row_end, float* entropy, float* log10_entropy,
-                  const BinSpec* bins, int32_t* bin_ids, float* scratch);
+                  const BinSpec* bins, int32_t* bin_ids, float* scratch, CpuCapability capability);
 
-// Entropy of one contiguous fp32 row.
+// Entropy of one contiguous fp32 row: the exact path, any margin.
 void entropy_row(const float* z, int64_t num_classes, float* entropy, float* log10_entropy);
+
+// What this processor has, capped by the environment variable PROXYFAST_CPU_CAPABILITY
+// ("avx512", "avx2" or "default"; unset: no cap). `error` is set, and kDefault
+// returned, when the variable holds anything else.
+CpuCapability entropy_cpu_capability(const char** error);
+const char* cpu_capability_name(CpuCapability capability);
+
+// The fast path's bound on delta' (entropy_simd.h): rows below it take entropy_row().
+constexpr double kFastPathMinDelta = 0x1p-64;
+
+// The fast path for rows of contiguous logits (column stride 1), per instruction set.
+// Only on x86-64, and only to be called where the processor has that set.
+template <typename T>
+void entropy_rows_avx512(const T* logits, int64_t num_classes, int64_t row_stride, int64_t row_begin,
+                         int64_t row_end, float* entropy, float* log10_entropy, float* scratch);
+template <typename T>
+void entropy_rows_avx2(const T* logits, int64_t num_classes, int64_t row_stride, int64_t row_begin,
+                       int64_t row_end, float* entropy, float* log10_entropy, float* scratch);
 
 }  // namespace cpu
 }  // namespace proxyfast
