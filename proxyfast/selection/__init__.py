@@ -115,7 +115,9 @@ def select(
 
     Args:
         scores: a :class:`Scores`, a 2-D tensor of logits [N, C], or a 1-D tensor, ndarray
-            or list of entropies in nats.
+            or list of entropies in nats. Entropies given in float64 (or as integers or a
+            list) are binned by their float64 log10, as the paper's code bins them; a
+            Scores holds float32 log10 entropies and is binned by those.
         k: the proxy size, an integer in [0, N]. Give this or ``fraction``.
         fraction: the proxy size as a fraction of N in (0, 1]; ``k = floor(fraction * N)``.
         method: one of :func:`available_methods` (``p1``, the paper's main method, by default).
