@@ -30,6 +30,17 @@ struct Avx2 {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
+  static F load_tail(const float* p, int64_t n, float fill) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lanes);
+    return _mm256_blendv_ps(set1(fill), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
+  }
+  template <typename T>  // fp16, bf16: through a buffer (no 16-bit masked loads in AVX2)
+  static F load_tail(const T* p, int64_t n, float fill) {
+    float buffer[kWidth];
+    for (int l = 0; l < kWidth; ++l) buffer[l] = l < n ? to_float(p[l]) : fill;
+    return load(buffer);
+  }
   static F set1(float x) { return _mm256_set1_ps(x); }
   static D dzero() { return _mm256_setzero_pd(); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
@@ -47,12 +58,11 @@ struct Avx2 {
     const F n = _mm256_sub_ps(shifted, magic);
     F r = _mm256_fnmadd_ps(n, set1(0.693145751953125f), d);
     r = _mm256_fnmadd_ps(n, set1(1.428606820309417232e-6f), r);
-    F p = set1(1.0f / 720.0f);
-    p = _mm256_fmadd_ps(p, r, set1(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, set1(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, set1(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, set1(0.5f));
-    p = _mm256_fmadd_ps(p, r, set1(1.0f));
+    F p = set1(kExpC5);
+    p = _mm256_fmadd_ps(p, r, set1(kExpC4));
+    p = _mm256_fmadd_ps(p, r, set1(kExpC3));
+    p = _mm256_fmadd_ps(p, r, set1(kExpC2));
+    p = _mm256_fmadd_ps(p, r, set1(kExpC1));
     p = _mm256_fmadd_ps(p, r, set1(1.0f));
     // The low mantissa bits of `shifted` hold n + 2^22 (two's complement): adding 127 - 2^22
     // and shifting by 23 leaves the biased exponent n + 127.

@@ -37,6 +37,20 @@ struct Avx512 {
     const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   }
+  static F load_tail(const float* p, int64_t n, float fill) {
+    return _mm512_mask_loadu_ps(set1(fill), tail_mask(n), p);
+  }
+  static F load_tail(const Half16* p, int64_t n, float fill) {
+    const __mmask16 mask = tail_mask(n);
+    const F x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+    return _mm512_mask_blend_ps(mask, set1(fill), x);
+  }
+  static F load_tail(const BFloat16* p, int64_t n, float fill) {
+    const __mmask16 mask = tail_mask(n);
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p));
+    return _mm512_mask_blend_ps(mask, set1(fill), _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+  }
+  static __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
   static F set1(float x) { return _mm512_set1_ps(x); }
   static D dzero() { return _mm512_setzero_pd(); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
@@ -47,19 +61,18 @@ struct Avx512 {
   static F add_where(F acc, M mask, F v) { return _mm512_mask_add_ps(acc, mask, acc, v); }
 
   // exp(d) for d in [kEntropyExpFloor, 0], within 2 ulp: d = n ln2 + r with n rounded
-  // by adding 1.5 * 2^23 inside an FMA, |r| <= ln2 / 2, exp(r) by its Taylor polynomial
-  // of degree 6 (truncation below 1.7e-7), times 2^n by scalef.
+  // by adding 1.5 * 2^23 inside an FMA, |r| <= ln2 / 2, exp(r) by the fitted polynomial
+  // of degree 5 (entropy_kernel.h), times 2^n by scalef.
   static F exp_clamped(F d) {
     const F magic = set1(12582912.0f);
     const F n = _mm512_sub_ps(_mm512_fmadd_ps(d, set1(1.44269504088896341f), magic), magic);
     F r = _mm512_fnmadd_ps(n, set1(0.693145751953125f), d);  // ln 2, high bits: exact product
     r = _mm512_fnmadd_ps(n, set1(1.428606820309417232e-6f), r);
-    F p = set1(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, set1(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, set1(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, set1(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, set1(0.5f));
-    p = _mm512_fmadd_ps(p, r, set1(1.0f));
+    F p = set1(kExpC5);
+    p = _mm512_fmadd_ps(p, r, set1(kExpC4));
+    p = _mm512_fmadd_ps(p, r, set1(kExpC3));
+    p = _mm512_fmadd_ps(p, r, set1(kExpC2));
+    p = _mm512_fmadd_ps(p, r, set1(kExpC1));
     p = _mm512_fmadd_ps(p, r, set1(1.0f));
     return _mm512_scalef_ps(p, n);
   }

@@ -42,6 +42,14 @@ const char* cpu_capability_name(CpuCapability capability);
 // The fast path's bound on delta' (entropy_simd.h): rows below it take entropy_row().
 constexpr double kFastPathMinDelta = 0x1p-64;
 
+// exp(r) ~ 1 + r (c1 + r (c2 + r (c3 + r (c4 + r c5)))) on |r| <= ln2 / 2: fitted for the
+// least maximum relative error (9e-8; 1.7e-7 evaluated in fp32 by FMA, within 2 ulp).
+constexpr float kExpC1 = 0.99999971f;
+constexpr float kExpC2 = 0.4999915f;
+constexpr float kExpC3 = 0.16667636f;
+constexpr float kExpC4 = 0.04189793f;
+constexpr float kExpC5 = 0.00829031f;
+
 // The fast path for rows of contiguous logits (column stride 1), per instruction set.
 // Only on x86-64, and only to be called where the processor has that set.
 template <typename T>

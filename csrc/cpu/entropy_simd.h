@@ -15,15 +15,9 @@
 // ~44) and rows with a non-finite logit take the exact path, entropy_row().
 //
 // V provides: F (vector of kWidth floats), M (lane mask), D (vector of doubles); load
-// from float, Half16 and BFloat16; set1, max, sub, fnmadd, less, add_where, exp_clamped,
+// from float, Half16 and BFloat16, and load_tail (the last n < kWidth, other lanes set
+// to a fill value); set1, max, sub, fnmadd, less, add_where, exp_clamped,
 // widen_add (F into D), hmax, hsum (F and D).
-
-template <class V, typename T>
-inline typename V::F load_tail(const T* p, int64_t n, float fill) {
-  float buffer[V::kWidth];
-  for (int l = 0; l < V::kWidth; ++l) buffer[l] = l < n ? to_float(p[l]) : fill;
-  return V::load(buffer);
-}
 
 template <class V, typename T>
 void entropy_rows_simd(const T* logits, int64_t num_classes, int64_t row_stride, int64_t row_begin,
@@ -48,7 +42,7 @@ void entropy_rows_simd(const T* logits, int64_t num_classes, int64_t row_stride,
       poison = V::fmadd(x, zero, poison);
     }
     if (rest > 0) {  // padded with the row's first logit, which changes neither result
-      const F x = load_tail<V>(row + full, rest, to_float(row[0]));
+      const F x = V::load_tail(row + full, rest, to_float(row[0]));
       top = V::max(top, x);
       poison = V::fmadd(x, zero, poison);
     }
@@ -74,7 +68,7 @@ void entropy_rows_simd(const T* logits, int64_t num_classes, int64_t row_stride,
         };
         for (int64_t i = start; i < stop; i += kWidth) accumulate(V::load(row + i));
         if (stop == full && rest > 0) {  // padded with m: not below m, and no u
-          accumulate(load_tail<V>(row + full, rest, m));
+          accumulate(V::load_tail(row + full, rest, m));
         }
         delta_sum = V::widen_add(delta_sum, block_delta);
         u_sum = V::widen_add(u_sum, block_u);
@@ -86,10 +80,11 @@ void entropy_rows_simd(const T* logits, int64_t num_classes, int64_t row_stride,
       below = V::hsum(below_sum);
       const int64_t ties = num_classes - static_cast<int64_t>(below);
       exact = delta + static_cast<double>(ties - 1) < kFastPathMinDelta;
-      if (!exact) {
-        const EntropyResult result = entropy_from_sums(m, m, delta, u, ties);
-        entropy[r] = result.entropy;
-        log10_entropy[r] = result.log10_entropy;
+      if (!exact) {  // entropy_from_sums() at m2 = m1, without its exp(0)
+        const double delta_all = delta + static_cast<double>(ties - 1);
+        const double h = log1p(delta_all) + u / (1.0 + delta_all);
+        entropy[r] = static_cast<float>(h);
+        log10_entropy[r] = static_cast<float>(log10(h));
       }
     }
     if (exact) {
