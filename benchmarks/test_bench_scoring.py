@@ -2,6 +2,10 @@
 
     pytest benchmarks/test_bench_scoring.py --benchmark-only --benchmark-group-by=group
     pytest benchmarks/test_bench_scoring.py --benchmark-only -m slow   # k-center at N = 2M
+    # entropy against one read pass, AVX-512 then AVX2:
+    pytest benchmarks/test_bench_scoring.py --benchmark-only --benchmark-group-by=group -k roofline
+    PROXYFAST_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+        pytest benchmarks/test_bench_scoring.py --benchmark-only --benchmark-group-by=group -k roofline
 
 Scoring: images/s of ``proxyfast.score`` (streaming, fused entropy per batch) against the
 usual loop that keeps every logit and applies the textbook entropy formula, for a
@@ -25,11 +29,47 @@ from proxyfast.selection.kcenter import kcenter_greedy
 
 from .baselines import textbook_entropy
 
+ROOFLINE_SHAPE = (100_000, 1000)
 SCORE_N = 4096
 SCORE_BATCH = 512
 KCENTER_N, KCENTER_D, KCENTER_K = 10_000, 64, 1_000
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+# Entropy against the memory roofline: one read pass over the same logits (x.sum(1)) is
+# the floor, torch.compile of the textbook formula the peer. The group names the vector
+# code the entropy kernel runs (PROXYFAST_CPU_CAPABILITY=avx2 and ATEN_CPU_CAPABILITY=avx2
+# for the AVX2 run, so that torch's side takes AVX2 too).
+ROOFLINE_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def roofline_group(dtype):
+    kernel = torch.ops.proxyfast.entropy_cpu_capability()
+    return f"entropy-roofline-cpu [{ROOFLINE_SHAPE[0]} x {ROOFLINE_SHAPE[1]} {str(dtype)[6:]}, kernel {kernel}]"
+
+
+@pytest.fixture(scope="module", params=ROOFLINE_DTYPES, ids=lambda d: str(d)[6:])
+def roofline_logits(request):
+    logits = torch.randn(*ROOFLINE_SHAPE, generator=torch.Generator().manual_seed(0)) * 4
+    return logits.to(request.param)
+
+
+def test_entropy_roofline_proxyfast(benchmark, roofline_logits):
+    benchmark.group = roofline_group(roofline_logits.dtype)
+    benchmark(proxyfast.entropy, roofline_logits)
+
+
+def test_entropy_roofline_read_pass(benchmark, roofline_logits):
+    benchmark.group = roofline_group(roofline_logits.dtype)
+    benchmark(torch.sum, roofline_logits, 1)
+
+
+def test_entropy_roofline_torch_compile(benchmark, roofline_logits):
+    benchmark.group = roofline_group(roofline_logits.dtype)
+    compiled = torch.compile(textbook_entropy)
+    compiled(roofline_logits)  # compile outside the timing
+    benchmark(compiled, roofline_logits)
 
 
 @pytest.fixture(scope="module")
