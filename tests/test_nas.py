@@ -65,6 +65,29 @@ def test_imagenet_stem_takes_224_to_28(seed):
     assert logits.shape == (2, 5)
 
 
+def _conv_channels(stem: torch.nn.Module) -> list[tuple[int, int, int]]:
+    return [(m.in_channels, m.out_channels, m.stride[0]) for m in stem.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+@pytest.mark.parametrize("partial_channels, widths", [
+    # model_search_imagenet.py of Na et al. (the proxy-data paper's DARTS): 3 -> 24 -> 48, then 48 -> 48.
+    (None, [(3, 24, 2), (24, 48, 2), (48, 48, 2)]),
+    # model_search_imagenet.py of PC-DARTS (Xu et al.): 3 -> 8 -> 16, then 16 -> 16.
+    (4, [(3, 8, 2), (8, 16, 2), (16, 16, 2)]),
+])
+def test_imagenet_search_stem_widths_follow_each_method(partial_channels, widths, seed):
+    model = SearchNetwork(channels=16, num_classes=5, layers=3, stem="imagenet", partial_channels=partial_channels)
+    assert _conv_channels(model.stem0) + _conv_channels(model.stem1) == widths
+    c_stem = widths[-1][1]
+    first = model.cells[0]
+    # The first cell reduces the 56x56 stem map and reads the 28x28 one, both c_stem wide.
+    assert first.preprocess0.conv_1.in_channels == c_stem
+    assert first.preprocess1[1].in_channels == c_stem
+    with torch.no_grad():
+        s0 = model.stem0(torch.randn(1, 3, 224, 224))
+        assert s0.shape == (1, c_stem, 56, 56) and model.stem1(s0).shape == (1, c_stem, 28, 28)
+
+
 def test_bad_configuration_is_rejected():
     with pytest.raises(ValueError, match="stem"):
         SearchNetwork(stem="mnist")

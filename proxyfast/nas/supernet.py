@@ -99,10 +99,14 @@ class SearchNetwork(nn.Module):
         in_channels: input image channels.
         steps: intermediate nodes per cell (4).
         multiplier: nodes concatenated into a cell's output (4).
-        stem_multiplier: the CIFAR stem outputs ``stem_multiplier * channels`` channels.
+        stem_multiplier: the CIFAR stem, and DARTS's ImageNet stem, output
+            ``stem_multiplier * channels`` channels.
         stem: ``"cifar"`` (one 3x3 convolution, full resolution) or ``"imagenet"`` (three
-            stride-2 3x3 convolutions, 224x224 to 28x28, as in the paper's and PC-DARTS's
-            ImageNet search).
+            stride-2 3x3 convolutions, 224x224 to 28x28). The ImageNet stem's width follows
+            each method's ImageNet search code: DARTS as the proxy-data paper runs it
+            (``model_search_imagenet.py`` of Na et al.) widens to ``stem_multiplier *
+            channels`` (3 -> 24 -> 48, then 48 -> 48 for C = 16); PC-DARTS
+            (``model_search_imagenet.py`` of Xu et al.) keeps ``channels`` (3 -> 8 -> 16).
         stem_stride: stride of the CIFAR stem's convolution; 2 halves the resolution of
             every cell and quarters its cost (a search within a CPU budget). The ImageNet
             stem has its own strides and takes only 1.
@@ -138,10 +142,11 @@ class SearchNetwork(nn.Module):
             self.stem = cifar_stem(in_channels, c_stem, stem_stride)
             c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
         else:
-            self.stem0, self.stem1 = imagenet_stem(in_channels, channels)
+            c_stem = channels if partial_channels is not None else stem_multiplier * channels
+            self.stem0, self.stem1 = imagenet_stem(in_channels, c_stem)
             # The two cell inputs are the 56x56 and the 28x28 maps; the first cell reduces
             # the larger one, as after a reduction cell.
-            c_prev_prev, c_prev, reduction_prev = channels, channels, True
+            c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, True
 
         cells = []
         c_cell = channels
