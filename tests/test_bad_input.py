@@ -330,11 +330,18 @@ with atomic_write(sys.argv[1]) as file:
 """
 
 
+def _default_signal_dispositions():
+    # A runner started under nohup, or in the background of a script, ignores SIGHUP or SIGINT, and
+    # its children inherit that; the writer must see the signals as a process started from a shell does.
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_writer_stopped_by_a_signal_removes_its_temporary_file(tmp_path, signum):
     path = tmp_path / "big.pxscores"
     writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT)
+                              cwd=ROOT, preexec_fn=_default_signal_dispositions)
     try:
         assert writer.stdout.readline().strip() == "writing"
         assert len(os.listdir(tmp_path)) == 1  # the temporary file
@@ -349,7 +356,7 @@ def test_a_writer_stopped_by_a_signal_removes_its_temporary_file(tmp_path, signu
 def test_the_next_write_removes_the_temporary_file_of_a_killed_writer(tmp_path):
     path = tmp_path / "big.pxscores"
     writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT)
+                              cwd=ROOT, preexec_fn=_default_signal_dispositions)
     try:
         assert writer.stdout.readline().strip() == "writing"
     finally:

@@ -86,7 +86,10 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path):
     command = [sys.executable, "-m", "proxyfast", "pretrain", "--dataset", "digits", "--epochs", "1000",
                "--batch-size", "64", "--width", "4", "--threads", "1", "--device", "cpu", "--quiet",
                "--out", str(checkpoint)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's Ctrl-C: by default in the child, though a runner in the background of a script
+    # ignores it, and Python would then never turn it into KeyboardInterrupt.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
