@@ -21,15 +21,22 @@ __all__ = [
     "check_output_dir",
     "check_output_paths",
     "check_real",
+    "NotAnIntegerError",
     "same_file",
 ]
 
 
+class NotAnIntegerError(TypeError, ValueError):
+    """A count or size that is not an integer. Both a TypeError (the convention) and a
+    ValueError, which the checks of counts raised before they were gathered here, so that
+    callers catching either keep working."""
+
+
 def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an int; TypeError unless it is an integer (bools are not), ValueError
-    when it is outside [``minimum``, ``maximum``]."""
+    """``value`` as an int; :class:`NotAnIntegerError` unless it is an integer (bools are
+    not), ValueError when it is outside [``minimum``, ``maximum``]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        raise NotAnIntegerError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:

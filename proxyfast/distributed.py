@@ -41,7 +41,7 @@ from torch import distributed as dist
 from torch import nn
 
 from ._atomic import atomic_write
-from ._checks import check_device
+from ._checks import check_device, check_int
 from ._version import __version__
 from .runtime import Progress
 from .data import dataset_fingerprint
@@ -217,8 +217,7 @@ def score_sharded(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
     if device is not None:
         device = check_device("device", device)
     n = len(dataset)

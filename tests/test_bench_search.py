@@ -129,7 +129,7 @@ def test_the_proxy_costs_the_ratio_of_the_step_counts(rng):
     (lambda: bench.proxy_size(1000, "0.1"), TypeError, "fraction must be a number"),
     (lambda: bench.proxy_size(0, 0.1), ValueError, "train_size"),
     (lambda: bench.split_halves(10, 1.5), ValueError, "train_portion"),
-    (lambda: bench.steps_per_epoch(100, 1), ValueError, "batch_size must be an integer >= 2"),
+    (lambda: bench.steps_per_epoch(100, 1), ValueError, "batch_size must be at least 2"),
     (lambda: bench.steps_per_epoch(-1, 8), ValueError, "train_examples"),
     (lambda: bench.plan_search(3, 8, 50), ValueError, "too small for a step"),
     (lambda: bench.plan_search(1000, 1, 50), ValueError, "batch_size"),
@@ -172,7 +172,7 @@ def test_the_papers_figures():
     (lambda: bench.bench_search("cifar10", "enas"), "algo must be one of"),
     (lambda: bench.bench_search("cifar10", proxy_fraction=0.0, device="cpu"), "fraction"),
     (lambda: bench.bench_search("cifar10", "pcdarts", order=2, device="cpu"), "first-order"),
-    (lambda: bench.bench_search("cifar10", device="cpu", steps=0), "steps must be an integer >= 1"),
+    (lambda: bench.bench_search("cifar10", device="cpu", steps=0), "steps must be at least 1"),
     (lambda: bench.bench_search("cifar10", device="cpu", image_size=0), "image_size"),
     (lambda: bench.time_calls(lambda: None, 0, 0, torch.device("cpu")), "calls"),
 ])
@@ -322,7 +322,7 @@ def test_the_validation_command(tmp_path, capsys):
     (["--proxy-fraction", "0"], "--proxy-fraction must be in (0, 1], got 0.0"),
     (["--setting", "mnist"], "--setting: invalid choice"),
     (["--order", "3"], "--order: invalid choice"),
-    (["--steps", "0"], "--steps: must be a positive integer"),
+    (["--steps", "0"], "--steps: must be at least 1, got 0"),
     (["--algo", "pcdarts", "--order", "2"], "first-order architect"),
     (["--device", "tpu"], "--device"),
 ])
@@ -354,7 +354,7 @@ def test_resnet50_has_torchvisions_parameter_count_and_shapes(rng):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(blocks=(3, 4, 6)), "blocks must be four positive integers"),
-    (dict(width=0), "width must be a positive integer"),
+    (dict(width=0), "width must be at least 1, got 0"),
     (dict(std=0.0), "std must be positive"),
     (dict(mean=[0.1, 0.2]), "mean needs 1 or 3 values"),
 ])

@@ -273,8 +273,8 @@ def test_shard_files_without_a_manifest_are_refused(problem, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"shard_size": 0}, ValueError, "shard_size must be a positive integer"),
-        ({"batch_size": 2.0}, ValueError, "batch_size must be a positive integer"),
+        ({"shard_size": 0}, ValueError, "shard_size must be at least 1, got 0"),
+        ({"batch_size": 2.0}, ValueError, "batch_size must be an integer, got float"),
         ({"timeout": -1}, ValueError, "timeout must be positive"),
         ({"timeout": "1m"}, TypeError, "timeout must be a number of seconds"),
     ],

@@ -53,7 +53,7 @@ def test_tracker_checks_and_state_round_trip():
         tracker.update(torch.tensor([4]), torch.tensor([True]))
     with pytest.raises(ValueError, match="1-D of one length"):
         tracker.update(torch.tensor([0, 1]), torch.tensor([True]))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="n must be at least 1, got 0"):
         ForgettingTracker(0)
     tracker.update(torch.tensor([0, 2]), torch.tensor([True, True]))
     copy = ForgettingTracker(4)

@@ -91,9 +91,9 @@ def test_load_model_and_bad_checkpoints(rng, tmp_path):
 
 def test_bad_arguments(rng):
     data = tiny_dataset(rng)
-    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+    with pytest.raises(ValueError, match="epochs must be at least 1, got 0"):
         train(fresh_model(), data, epochs=0, **OPTIONS)
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
+    with pytest.raises(ValueError, match="batch_size must be at least 2"):
         train(fresh_model(), data, epochs=1, **{**OPTIONS, "batch_size": 1})
     with pytest.raises(ValueError, match="at least 2 examples"):
         train(fresh_model(), tiny_dataset(rng, n=1), epochs=1, **OPTIONS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_int
+
 __all__ = ["Forgetting", "ForgettingTracker"]
 
 
@@ -51,8 +53,7 @@ class ForgettingTracker:
     """
 
     def __init__(self, n: int, device: torch.device | str = "cpu") -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_int("n", n)
         self.n = n
         # On the training device: an update then needs no device-to-host copy.
         self.last_correct = torch.zeros(n, dtype=torch.bool, device=device)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_int
 from ..data import dataset_fingerprint
 from ..models import CifarResNet
 from ..runtime import (
@@ -172,9 +173,8 @@ def train(
         log: called with one line per epoch and for the test accuracy (None: silent).
         num_workers: ``DataLoader`` workers for datasets that are not in memory.
     """
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size, 2)  # batch norm needs two examples
     if len(dataset) < 2:
         raise ValueError(f"the training set needs at least 2 examples, got {len(dataset)}")
     say = log or (lambda _: None)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from numbers import Integral, Real
+from numbers import Real
+
+from .._checks import check_int
 
 __all__ = [
     "SECONDS_PER_DAY",
@@ -35,12 +37,6 @@ SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
 
 
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_fraction(name: str, value, low_open: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -51,14 +47,14 @@ def _check_fraction(name: str, value, low_open: bool = True) -> float:
 
 def proxy_size(train_size: int, fraction: float) -> int:
     """``floor(fraction * train_size)``: the proxy's size, as :func:`proxyfast.select` computes it."""
-    train_size = _check_count("train_size", train_size)
+    train_size = check_int("train_size", train_size)
     fraction = _check_fraction("fraction", fraction)
     return math.floor(fraction * train_size)
 
 
 def split_halves(examples: int, train_portion: float = 0.5) -> tuple[int, int]:
     """``(weight half, architecture half)``: ``floor(train_portion * examples)`` and the rest."""
-    examples = _check_count("examples", examples)
+    examples = check_int("examples", examples)
     train_portion = _check_fraction("train_portion", train_portion, low_open=False)
     train = math.floor(train_portion * examples)
     return train, examples - train
@@ -67,8 +63,8 @@ def split_halves(examples: int, train_portion: float = 0.5) -> tuple[int, int]:
 def steps_per_epoch(train_examples: int, batch_size: int) -> int:
     """Steps in one pass over ``train_examples``: the full batches, and the last one
     when it holds at least two examples (``batch_size`` is at least 2 for the same reason)."""
-    train_examples = _check_count("train_examples", train_examples, minimum=0)
-    batch_size = _check_count("batch_size", batch_size, minimum=2)
+    train_examples = check_int("train_examples", train_examples, 0)
+    batch_size = check_int("batch_size", batch_size, 2)
     return train_examples // batch_size + (train_examples % batch_size >= 2)
 
 
@@ -130,8 +126,8 @@ def plan_search(examples: int, batch_size: int, epochs: int, warmup_epochs: int 
         raise ValueError(f"{examples} examples with train_portion={train_portion} leave a half too small for a "
                          f"step ({train} for the weights, {val} for the architecture; a step needs 2)")
     steps = steps_per_epoch(train, batch_size)
-    epochs = _check_count("epochs", epochs)
-    warmup_epochs = _check_count("warmup_epochs", warmup_epochs, minimum=0)
+    epochs = check_int("epochs", epochs)
+    warmup_epochs = check_int("warmup_epochs", warmup_epochs, 0)
     return SearchPlan(examples, train, val, int(batch_size), steps, epochs, warmup_epochs)
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .._checks import check_int
 from .._version import __version__
 from ..data import imagenet_scale_scores
 from ..data.arrays import ImageArrayDataset
@@ -318,9 +319,8 @@ def _sizes(device: torch.device, setting: str, full_size: bool, **given: int | N
     defaults = device_defaults(device, setting, full_size)
     sizes = {name: defaults[name] if value is None else value for name, value in given.items()}
     for name, minimum in (("steps", 1), ("warmup", 0), ("score_images", 1), ("image_size", 1)):
-        value = sizes[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if sizes[name] is not None:
+            check_int(name, sizes[name], minimum)
     return sizes
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import check_int
 from ..runtime import Progress, resolve_device
 
 __all__ = ["CallTiming", "describe_device", "resolve_device", "synchronize", "time_calls"]
@@ -88,9 +89,8 @@ def time_calls(call: Callable[[], object], calls: int, warmup: int, device: torc
                desc: str = "", progress: bool = True) -> CallTiming:
     """Times ``calls`` calls of ``call`` after ``warmup`` untimed ones; each timed call
     ends when ``device`` has finished its work."""
-    for name, value, minimum in (("calls", calls, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    check_int("calls", calls)
+    check_int("warmup", warmup, 0)
     seconds, cpu_seconds = [], []
     with Progress(warmup + calls, desc, enabled=progress, unit="step") as bar:
         for _ in range(warmup):

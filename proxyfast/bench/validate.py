@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ..nas.search import SearchConfig, search
 from ..scoring import Scores
 from ..selection import select
@@ -93,8 +94,7 @@ def validate_extrapolation(
     config = SearchConfig.for_algo(algo, order=order, epochs=epochs, batch_size=batch_size, channels=channels,
                                    layers=layers, warmup_epochs=warmup_epochs, seed=seed, impl=impl)
     for name, value in (("examples", examples), ("image_size", image_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 4:
-            raise ValueError(f"{name} must be an integer >= 4, got {value!r}")
+        check_int(name, value, 4)
     image_shape = (3, image_size, image_size)
     dataset = synthetic_images(examples, image_shape, _NUM_CLASSES, seed)
     entropies = np.random.default_rng(seed).lognormal(-3.0, 2.0, size=examples)

@@ -41,18 +41,17 @@ __all__ = ["add_commands"]
 VALIDATE_NAME = "bench_validate.json"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, in check_int's wording."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
+_positive, _non_negative = _at_least(1), _at_least(0)
 
 
 def _run_validate(args: argparse.Namespace, device: torch.device) -> None:

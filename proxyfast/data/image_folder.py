@@ -14,6 +14,7 @@ import os
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ._files import CorruptDatasetError, require_dir
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder"]
@@ -40,8 +41,8 @@ class ImageFolder(torch.utils.data.Dataset):
     def __init__(self, root: str | os.PathLike, transform=None, size: int | None = None,
                  extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
         self.root = require_dir(root, "ImageFolder", _HOW_TO_GET)
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"size must be a positive integer, got {size!r}")
+        if size is not None:
+            check_int("size", size)
         self.classes = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
         if not self.classes:
             raise CorruptDatasetError(f"ImageFolder: {str(self.root)!r} has no class subdirectories. {_HOW_TO_GET}")

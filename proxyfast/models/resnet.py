@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_int
+
 __all__ = ["CifarResNet", "normalization_buffer", "resnet20", "resnet56"]
 
 
@@ -67,8 +69,7 @@ class CifarResNet(nn.Module):
         positive = (("num_classes", num_classes), ("in_channels", in_channels), ("width", width),
                     ("stem_stride", stem_stride))
         for name, value in positive:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         n = (depth - 2) // 6
         self.depth, self.num_classes, self.in_channels, self.width = depth, num_classes, in_channels, width
         self.stem_stride = stem_stride

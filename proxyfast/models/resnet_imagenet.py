@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_int
 from .resnet import normalization_buffer
 
 __all__ = ["ImageNetResNet", "resnet50"]
@@ -79,8 +80,7 @@ class ImageNetResNet(nn.Module):
         if len(blocks) != 4 or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
             raise ValueError(f"blocks must be four positive integers (bottlenecks per stage), got {blocks!r}")
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         self.blocks, self.num_classes, self.in_channels, self.width = blocks, num_classes, in_channels, width
         self.register_buffer("mean", normalization_buffer("mean", mean, in_channels))
         self.register_buffer("std", normalization_buffer("std", std, in_channels))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .._checks import check_int
 from ..data import ImageArrayDataset
 
 __all__ = ["dataset_image_size", "iterate_batches", "random_crop_flip", "to_float_images"]
@@ -26,8 +27,7 @@ def iterate_batches(
     [B, C, H, W] in channels-last memory order, no per-example Python); any other dataset
     goes through a ``DataLoader`` whose examples are ``(input, label)`` pairs.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     order = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
     if isinstance(dataset, ImageArrayDataset) and dataset.transform is None:
         labels = torch.from_numpy(dataset.labels)

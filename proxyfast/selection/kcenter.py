@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import ops
+from .._checks import check_int
 from .registry import SelectionContext, register_method
 
 __all__ = ["kcenter", "kcenter_greedy"]
@@ -41,8 +42,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, seed: int = 0) -> torch.Tenso
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
         raise ValueError("features must be a 2-D floating-point tensor [N, D]")
     n = features.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
-        raise ValueError(f"k must be an integer in [0, {n}], got {k!r}")
+    check_int("k", k, 0, n)
     device = features.device
     selected = torch.empty(k, dtype=torch.int64, device=device)
     if k == 0:
