@@ -9,6 +9,9 @@ import torch
 
 import proxyfast
 from proxyfast import ops
+from proxyfast.cli import main
+from proxyfast.io import read_entropy_list
+from proxyfast.proxyset import ProxySet
 from proxyfast.scoring.builtin import BUILTIN_ENTROPY_LIST, builtin_entropy_list
 from proxyfast.binning import histogram, histogram_edges
 from reference import float32_crossing_entropy, histogram_reference, paper_histogram, paper_log10_entropy
@@ -130,20 +133,67 @@ def test_float64_value_below_an_edge_stays_below():
     assert ids32.tolist()[1] == 4
 
 
-@pytest.mark.parametrize("as_input", [np.asarray, torch.from_numpy, list])
-def test_select_bins_float64_entropies_as_the_paper(rng, as_input):
-    edge = -1.5
-    crossing = float32_crossing_entropy(edge)
+def entropies_with_a_float32_crossing(rng) -> np.ndarray:
+    """400 float64 entropies binned at width 0.25 over edges -4 .. 0, entropy[7] just
+    below the edge -1.5 (bin 9) with a float32 log10 on or above it."""
     entropy = 10.0 ** rng.uniform(-3.9, -0.1, size=400)
     entropy[[0, 1]] = [10.0 ** -3.95, 10.0 ** -0.05]  # edges -4 and 0 fixed
-    entropy[7] = crossing
-    proxy = proxyfast.select(as_input(entropy), k=40, bin_width=0.25, seed=3)
+    entropy[7] = float32_crossing_entropy(-1.5)
+    return entropy
+
+
+def assert_bins_as_the_paper(proxy, entropy):
+    """``proxy``'s histogram and its selected examples' bins are the paper's code's."""
     _, paper_ids, paper_counts = paper_histogram(paper_log10_entropy(entropy), 0.25)
+    assert paper_ids[7] == 9 and proxy.histogram.edges[9:11].tolist() == [-1.75, -1.5]
     assert proxy.histogram.counts.tolist() == paper_counts[: proxy.histogram.n_bins].tolist()
-    assert paper_ids[7] == 9 and proxy.histogram.edges[10] == edge
-    # Scores hold float32 log10 entropies: binning those moves the example up one bin.
-    from_scores = proxyfast.select(proxyfast.Scores.from_entropy(entropy), k=40, bin_width=0.25, seed=3)
-    assert (from_scores.histogram.counts - proxy.histogram.counts).tolist()[9:11] == [-1, 1]
+    selected = np.bincount(paper_ids[proxy.indices.cpu().numpy()], minlength=proxy.histogram.n_bins)
+    assert proxy.selected_per_bin.tolist() == selected.tolist()
+
+
+@pytest.mark.parametrize("as_input", [np.asarray, torch.from_numpy, list, proxyfast.Scores.from_entropy])
+def test_select_bins_float64_entropies_as_the_paper(rng, as_input):
+    entropy = entropies_with_a_float32_crossing(rng)
+    proxy = proxyfast.select(as_input(entropy), k=40, bin_width=0.25, seed=3)
+    assert_bins_as_the_paper(proxy, entropy)
+    # float32 log10 entropies (as scored from logits) put the crossing example one bin up.
+    narrow = proxyfast.Scores.from_log10_entropy(paper_log10_entropy(entropy).astype(np.float32))
+    from_float32 = proxyfast.select(narrow, k=40, bin_width=0.25, seed=3)
+    assert (from_float32.histogram.counts - proxy.histogram.counts).tolist()[9:11] == [-1, 1]
+
+
+def write_list(path, entropy) -> None:
+    path.write_text("".join(f"{i}\t{value!r}\t{i % 10}\n" for i, value in enumerate(entropy.tolist())))
+
+
+def test_scores_read_from_an_entropy_list_bin_as_the_paper(rng, tmp_path):
+    entropy = entropies_with_a_float32_crossing(rng)
+    path = tmp_path / "entropy.txt"
+    write_list(path, entropy)
+    scores = read_entropy_list(path)
+    assert scores.log10_entropy.dtype == torch.float64
+    np.testing.assert_array_equal(scores.log10_entropy.numpy(), paper_log10_entropy(np.loadtxt(path)[:, 1]))
+    proxy = proxyfast.select(scores, k=40, bin_width=0.25, seed=3)
+    assert_bins_as_the_paper(proxy, entropy)
+    assert proxy.indices.tolist() == proxyfast.select(entropy, k=40, bin_width=0.25, seed=3).indices.tolist()
+    # A saved and loaded copy keeps its float64 log10 entropies, so it bins the same.
+    scores.save(tmp_path / "entropy.pxscores")
+    loaded = proxyfast.Scores.load(tmp_path / "entropy.pxscores")
+    assert loaded.log10_entropy.dtype == torch.float64 and torch.equal(loaded.log10_entropy, scores.log10_entropy)
+    assert proxyfast.select(loaded, k=40, bin_width=0.25, seed=3).indices.tolist() == proxy.indices.tolist()
+
+
+def test_cli_select_from_an_entropy_list_bins_as_the_paper(rng, tmp_path, capsys):
+    entropy = entropies_with_a_float32_crossing(rng)
+    path, out = tmp_path / "entropy.txt", tmp_path / "proxy.proxyset"
+    write_list(path, entropy)
+    argv = ["select", "--entropy-file", str(path), "--method", "p1", "--k", "40", "--bin-width", "0.25",
+            "--seed", "3", "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    proxy = ProxySet.load(out)
+    assert_bins_as_the_paper(proxy, entropy)
+    assert proxy.indices.tolist() == proxyfast.select(entropy, k=40, bin_width=0.25, seed=3).indices.tolist()
 
 
 @pytest.mark.parametrize("bin_width", [0.25, 0.5, 0.2])
@@ -157,6 +207,9 @@ def test_shipped_list_per_bin_counts_equal_the_papers(bin_width):
     proxy = proxyfast.select(entropy, fraction=0.1, bin_width=bin_width)
     assert proxy.histogram.counts.tolist() == paper_counts[: proxy.histogram.n_bins].tolist()
     assert paper_counts[proxy.histogram.n_bins:].sum() == 0
-    # The built-in Scores (float32 log10) give the same counts on this list.
-    builtin = proxyfast.select(builtin_entropy_list(), fraction=0.1, bin_width=bin_width)
+    # The built-in Scores hold the same float64 log10 entropies: the same bins, the same proxy.
+    scores = builtin_entropy_list()
+    np.testing.assert_array_equal(scores.log10_entropy.numpy(), paper_log10_entropy(entropy))
+    builtin = proxyfast.select(scores, fraction=0.1, bin_width=bin_width)
     assert builtin.histogram.counts.tolist() == proxy.histogram.counts.tolist()
+    assert builtin.indices.tolist() == proxy.indices.tolist()

@@ -1,7 +1,10 @@
 """proxyfast.score: equal to the entropy of the model's logits; features, metadata,
 the scores file format and its errors."""
 
+import hashlib
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -168,6 +171,54 @@ def test_save_load_round_trip_with_every_field(rng, tmp_path):
     assert back.labels is None and back.predictions is None
 
 
+def version1_float32_file(path, entropy, log10_entropy, labels) -> str:
+    """A scores file as proxyfast wrote every one before float64 log10 entropies: float32
+    entropy and log10 entropy, int64 labels, written here from the format's description."""
+    arrays = [("entropy", np.asarray(entropy, "<f4")), ("log10_entropy", np.asarray(log10_entropy, "<f4")),
+              ("labels", np.asarray(labels, "<i8"))]
+    digest = hashlib.sha256(struct.pack("<Q", len(entropy)) + arrays[1][1].tobytes())
+    header = json.dumps({
+        "n": len(entropy), "fingerprint": "sha256:" + digest.hexdigest(), "meta": {"model": "old"},
+        "arrays": [{"name": name, "dtype": str(a.dtype), "shape": list(a.shape)} for name, a in arrays],
+        "proxyfast_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
+    }).encode()
+    body = MAGIC + struct.pack("<IQ", 1, len(header)) + header + b"".join(a.tobytes() for _, a in arrays)
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+def test_a_float32_file_of_an_earlier_version_loads_as_float32(rng, tmp_path):
+    log10 = rng.uniform(-20, 0.5, size=101)
+    entropy, labels = 10.0**log10, rng.integers(0, 7, size=101)
+    path = tmp_path / "old.pxscores"
+    fingerprint = version1_float32_file(path, entropy, log10, labels)
+    old = Scores.load(path)
+    assert old.log10_entropy.dtype == old.entropy.dtype == torch.float32
+    np.testing.assert_array_equal(old.log10_entropy.numpy(), np.float32(log10))
+    assert old.labels.tolist() == labels.tolist() and old.meta == {"model": "old"}
+    # The fingerprint is that of the float32 rounding, so the same data in float64 has it too.
+    assert old.fingerprint() == fingerprint == Scores.from_log10_entropy(log10).fingerprint()
+
+
+def test_float64_log10_entropies_are_saved_and_loaded_as_float64(rng, tmp_path):
+    log10 = rng.uniform(-20, 0.5, size=64)
+    scores = Scores.from_log10_entropy(log10, labels=rng.integers(0, 3, size=64))
+    path = tmp_path / "s.pxscores"
+    scores.save(path)
+    loaded = Scores.load(path)
+    assert loaded.log10_entropy.dtype == torch.float64 and loaded.entropy.dtype == torch.float32
+    np.testing.assert_array_equal(loaded.log10_entropy.numpy(), log10)
+    assert torch.equal(loaded.entropy, scores.entropy) and loaded.fingerprint() == scores.fingerprint()
+    # Two files whose float64 log10 entropies differ only by a float32 rounding share the
+    # fingerprint, so it is the bytes' checksum that guards the float64 values.
+    data = bytearray(path.read_bytes())
+    offset = data.index(np.float64(log10[:1]).tobytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        Scores.load(path)
+
+
 def test_scores_file_from_another_dataset_is_refused(rng, tmp_path):
     dataset, model = make_dataset(rng), make_model()
     path = tmp_path / "s.pxscores"
@@ -227,7 +278,8 @@ def test_entropy_list_export(rng, tmp_path):
     path = tmp_path / "entropy.txt"
     write_entropy_list(path, scores)
     back = read_entropy_list(path)
-    assert torch.equal(back.log10_entropy, scores.log10_entropy) and torch.equal(back.labels, scores.labels)
+    # read back in float64 (a list has no dtype), rounding to the scored fp32 values
+    assert torch.equal(back.log10_entropy.float(), scores.log10_entropy) and torch.equal(back.labels, scores.labels)
 
 
 def test_public_api():

@@ -27,11 +27,14 @@ def test_from_entropy_accepts_sequences_arrays_and_tensors(rng, kind):
     }[kind]
     scores = Scores.from_entropy(given)
     source = np.asarray(given, dtype=np.float64)
-    assert scores.entropy.dtype == scores.log10_entropy.dtype == torch.float32
+    log10_dtype = torch.float32 if kind == "numpy32" else torch.float64
+    assert scores.entropy.dtype == torch.float32 and scores.log10_entropy.dtype == log10_dtype
     assert len(scores) == 257 and scores.device == torch.device("cpu") and scores.labels is None
     np.testing.assert_array_equal(scores.entropy.numpy(), source.astype(np.float32))
-    # log10 in float64 from the values as given, then rounded once to fp32.
-    np.testing.assert_array_equal(scores.log10_entropy.numpy(), np.log10(source).astype(np.float32))
+    # numpy's float64 log10 of the values as given (the paper's), kept in float64 for
+    # float64 input, rounded once to fp32 for fp32 input.
+    expected = np.log10(source)
+    np.testing.assert_array_equal(scores.log10_entropy.numpy(), expected.astype(np.float32) if kind == "numpy32" else expected)
 
 
 def test_from_entropy_keeps_labels(rng):
@@ -99,15 +102,35 @@ def test_from_logits_rejects_non_finite_and_wrong_dtype():
 def test_from_log10_entropy(rng):
     log10 = rng.uniform(-30, 1, size=100)
     scores = Scores.from_log10_entropy(log10)
-    np.testing.assert_array_equal(scores.log10_entropy.numpy(), log10.astype(np.float32))
+    assert scores.log10_entropy.dtype == torch.float64  # float64 given, float64 kept
+    np.testing.assert_array_equal(scores.log10_entropy.numpy(), log10)
     np.testing.assert_array_equal(scores.entropy.numpy(), (10.0**log10).astype(np.float32))
+    narrow = Scores.from_log10_entropy(log10.astype(np.float32))
+    assert narrow.log10_entropy.dtype == torch.float32
+    np.testing.assert_array_equal(narrow.log10_entropy.numpy(), log10.astype(np.float32))
+    assert narrow.fingerprint() == scores.fingerprint()
     with pytest.raises(ValueError, match=r"log10_entropy must be finite; log10_entropy\[1\]"):
         Scores.from_log10_entropy([0.0, float("-inf")])
 
 
+def test_fingerprint_is_that_of_the_float32_log10_entropies_whatever_the_dtype(rng):
+    entropy = random_entropies(rng, 300)
+    wide = Scores.from_entropy(entropy)
+    narrow = Scores(wide.entropy, wide.log10_entropy.to(torch.float32))
+    assert wide.log10_entropy.dtype == torch.float64 and narrow.log10_entropy.dtype == torch.float32
+    assert wide.fingerprint() == narrow.fingerprint()
+    assert Scores.from_entropy(entropy.tolist()).fingerprint() == wide.fingerprint()
+    # float32 entropies: their float64 log10, rounded, is the same data in float32.
+    exact = entropy.astype(np.float32)
+    assert Scores.from_entropy(exact).fingerprint() == Scores.from_entropy(exact.astype(np.float64)).fingerprint()
+    assert Scores.from_entropy(entropy * 1.001).fingerprint() != wide.fingerprint()
+
+
 def test_direct_construction_is_validated():
-    with pytest.raises(TypeError, match="log10_entropy must be a 1-D float32 tensor"):
-        Scores(torch.ones(3), torch.ones(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="log10_entropy must be a 1-D float32 or float64 tensor"):
+        Scores(torch.ones(3), torch.ones(3, dtype=torch.float16))
+    with pytest.raises(TypeError, match="entropy must be a 1-D float32 tensor"):
+        Scores(torch.ones(3, dtype=torch.float64), torch.ones(3))
     with pytest.raises(ValueError, match="same length"):
         Scores(torch.ones(3), torch.ones(4))
     with pytest.raises(ValueError, match="scores are empty"):

@@ -204,7 +204,7 @@ def _scores_fields(path: str, scores: Scores) -> list[tuple[str, str]]:
     log10 = scores.log10_entropy
     if len(scores):
         fields.append(("log10 H", f"min {log10.min().item():.3f}, median {log10.median().item():.3f}, "
-                                  f"max {log10.max().item():.3f}"))
+                                  f"max {log10.max().item():.3f} ({str(log10.dtype).removeprefix('torch.')})"))
     for key, value in scores.meta.items():
         fields.append((key, value if isinstance(value, str) else json.dumps(value, sort_keys=True)))
     return fields

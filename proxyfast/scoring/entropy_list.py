@@ -5,13 +5,18 @@ use tabs), the entropy in nats; the label column may be left out in every line. 
 run over 0..N-1, each exactly once, in any order. Paths ending in ``.gz`` are gzip
 compressed.
 
-Reading takes the log10 of each entropy in float64, as :meth:`Scores.from_entropy` does;
+Reading takes numpy's float64 log10 of each entropy, as the paper's code and
+:meth:`Scores.from_entropy` do, and keeps it in float64, so selection bins as the paper;
 entropies below the float64 range (under 2.2e-308 nats, from logits with margins of
 hundreds of nats) are read through their decimal text, so their log10 stays exact.
 Writing picks for each example a decimal that reads back to the same fp32 entropy and
-log10 entropy, so ``read_entropy_list(write_entropy_list(p, s))`` returns ``s`` bit for
-bit; where no float64 entropy gives both (a fp32 entropy that underflowed), the log10
-entropy, which the selection uses, is the one kept.
+log10 entropy: ``read_entropy_list(write_entropy_list(p, s))`` returns ``s`` bit for bit
+when ``s`` was read from a list or made from float64 entropies. Otherwise it returns
+float64 log10 entropies whose float32 rounding is ``s``'s, so the same fingerprint: for
+float32 log10 entropies (scores from logits), and for float64 ones that are the log10 of
+no float64 (some values given to :meth:`Scores.from_log10_entropy`). Where no float64
+entropy gives both (a fp32 entropy that underflowed), the log10 entropy, which the
+selection uses, is the one kept.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import torch
 
 from .._atomic import atomic_write
 from .._fileformat import read_text
-from .scores import Scores
+from .scores import Scores, paper_log10
 
 __all__ = ["read_entropy_list", "write_entropy_list"]
 
 # Below this a float64 loses precision (subnormal) or becomes 0.
 _FLOAT64_TINY = sys.float_info.min
+# How many float64 neighbours of 10 ** log10 each side the writer tries for an entropy
+# whose log10 is exactly a stored float64 log10 entropy.
+_NEIGHBOURS = 4
 
 
 def _is_gzip(path: str | os.PathLike) -> bool:
@@ -110,14 +118,14 @@ def read_entropy_list(path: str | os.PathLike) -> Scores:
 
     entropy = torch.empty(n, dtype=torch.float64)
     entropy[order] = torch.tensor(entropies, dtype=torch.float64)
-    log10 = torch.log10(entropy)  # the same float64 log10 as Scores.from_entropy
+    log10 = paper_log10(entropy)  # the same float64 log10 as Scores.from_entropy
     if tiny:
         log10[order[list(tiny)]] = torch.tensor(list(tiny.values()), dtype=torch.float64)
     label_tensor = None
     if columns == 3:
         label_tensor = torch.empty(n, dtype=torch.int64)
         label_tensor[order] = torch.tensor(labels, dtype=torch.int64)
-    return Scores(entropy.to(torch.float32), log10.to(torch.float32), label_tensor, meta={"source": where})
+    return Scores(entropy.to(torch.float32), log10, label_tensor, meta={"source": where})
 
 
 def _midpoints(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,14 +136,39 @@ def _midpoints(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (wide + below) / 2, (wide + above) / 2
 
 
+def _float64_entropies(entropy: torch.Tensor, log10: torch.Tensor) -> torch.Tensor:
+    """For float64 log10 entropies: a float64 entropy whose log10 is exactly each one: the
+    fp32 entropy itself where it is (always, for lists of fp32 values), else the nearest
+    float64 neighbour of ``10 ** log10`` that also rounds to the fp32 entropy, else one
+    that does not, else ``10 ** log10``."""
+    center = torch.pow(10.0, log10)
+    candidates, below, above = [entropy.to(torch.float64), center], center, center
+    for _ in range(_NEIGHBOURS):
+        below = torch.nextafter(below, torch.tensor(0.0, dtype=torch.float64))
+        above = torch.nextafter(above, torch.tensor(math.inf, dtype=torch.float64))
+        candidates += [below, above]
+    chosen, found = center, torch.zeros(len(log10), dtype=torch.bool)
+    for keep_entropy in (True, False):
+        for candidate in candidates:
+            # Entropies below the float64 range are written from their log10 instead.
+            exact = paper_log10(torch.where(candidate < _FLOAT64_TINY, 1.0, candidate)) == log10
+            if keep_entropy:
+                exact &= candidate.to(torch.float32) == entropy
+            take = exact & ~found
+            chosen, found = torch.where(take, candidate, chosen), found | take
+    return chosen
+
+
 def _entropy_texts(scores: Scores) -> list[str]:
     """For each example, a decimal entropy that reads back to its fp32 entropy and log10
     entropy (see the module docstring)."""
     entropy = scores.entropy.detach().cpu()
     log10 = scores.log10_entropy.detach().cpu()
+    if log10.dtype == torch.float64:
+        return _texts(_float64_entropies(entropy, log10), log10)
 
     def reads_back(candidate: torch.Tensor) -> torch.Tensor:
-        return torch.log10(candidate).to(torch.float32) == log10
+        return paper_log10(candidate).to(torch.float32) == log10
 
     # 1. The fp32 entropy itself: always right for lists read from such a file.
     chosen = entropy.to(torch.float64)
@@ -151,6 +184,12 @@ def _entropy_texts(scores: Scores) -> list[str]:
         both = (low < high) & (middle.to(torch.float32) == entropy) & reads_back(middle)
         # 3. Otherwise keep the log10 entropy: 10 ** log10 in float64.
         chosen = torch.where(exact, chosen, torch.where(both, middle, torch.pow(10.0, log10.to(torch.float64))))
+    return _texts(chosen, log10)
+
+
+def _texts(chosen: torch.Tensor, log10: torch.Tensor) -> list[str]:
+    """The decimal of each chosen float64 entropy; those below the float64 range from
+    their log10 entropy."""
     texts = [repr(value) for value in chosen.tolist()]
     # Entropies below the float64 range are written from their log10 as "m e-E".
     for i in torch.nonzero(chosen < _FLOAT64_TINY).flatten().tolist():

@@ -3,7 +3,9 @@
 A :class:`Scores` holds the data entropy of each example in nats (docs/design.md, "Data
 entropy") and its log10, the quantity the selection histogram is built on. The log10 entropy is
 the authoritative value: an entropy can underflow fp32 where its log10 is still exact,
-so the methods and the fingerprint use ``log10_entropy``. It may also hold the model's
+so the methods and the fingerprint use ``log10_entropy``. It is float64 when the scores
+come from float64 entropies (an array, a list, an entropy list file), so selection bins
+them as the paper's code does, and float32 when they come from logits. It may also hold the model's
 predictions, its penultimate features (for ``kcenter``) and forgetting counts (for
 ``forgetting``). :func:`score` computes one from a model and a dataset.
 
@@ -19,7 +21,8 @@ Scores file format, version 1 (all integers little-endian)::
     end - 32        32            SHA-256 of every byte before it
 
 Header keys: ``n``, ``arrays`` (a list of ``{"name", "dtype", "shape"}``, dtypes named
-as in torch: ``float32``, ``int64``, ``float16``, ``bfloat16``), ``fingerprint``
+as in torch: ``float32``, ``float64``, ``int64``, ``float16``, ``bfloat16``; ``log10_entropy``
+is ``float32`` or ``float64``, read back in the dtype written), ``fingerprint``
 (:meth:`Scores.fingerprint`), ``meta`` (provenance: ``model``, ``dataset`` with its
 ``fingerprint``, ``scoring``), ``proxyfast_version`` and ``created``. Readers ignore
 keys they do not know. Files are written atomically.
@@ -57,9 +60,12 @@ __all__ = ["DatasetMismatchError", "Scores", "as_scores", "model_info", "score"]
 MAGIC = b"PXYSCORE"
 FORMAT_VERSION = 1
 _FILE_DTYPES = {
-    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
+    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
 }  # fmt: skip
 _FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_NARROW_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+_LOG10_DTYPES = (torch.float32, torch.float64)
 _ARRAY_NAMES = ("entropy", "log10_entropy", "labels", "predictions", "features", "forgetting_counts")
 
 
@@ -86,6 +92,25 @@ def _as_real_tensor(name: str, values: Any) -> torch.Tensor:
     return values
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _log10_dtype(given: torch.Tensor) -> torch.dtype:
+    """float32 for entropies given in a narrower float than float64, else float64 (float64
+    values, integers and Python lists, which numpy reads as float64)."""
+    return torch.float32 if given.dtype in _NARROW_FLOATS else torch.float64
+
+
+def paper_log10(values: torch.Tensor) -> torch.Tensor:
+    """The log10 of float64 ``values`` as the paper's code takes it: numpy's on the CPU
+    (torch's may differ in the last bit), torch's on other devices."""
+    if values.device.type != "cpu":
+        return torch.log10(values)
+    with np.errstate(divide="ignore"):  # log10(0) is -inf, as torch's, without a warning
+        return torch.from_numpy(np.log10(values.detach().numpy()))
+
+
 def _first_bad_index(bad: torch.Tensor) -> int | None:
     # One scalar crosses to the host, never the N-sized mask.
     if not bool(bad.any()):
@@ -110,7 +135,9 @@ class Scores:
 
     Attributes:
         entropy: float32 [N], softmax entropy in nats (0 where it underflows fp32).
-        log10_entropy: float32 [N], finite; what the selection methods use.
+        log10_entropy: float32 or float64 [N], finite; what the selection methods bin and
+            rank, in its own dtype: float64 when made from float64 entropies, float32 when
+            scored from logits.
         labels: int64 [N] class labels, or None.
         meta: free-form provenance (the model, the dataset and its fingerprint, or the
             file the scores came from); not fingerprinted.
@@ -134,10 +161,10 @@ class Scores:
     _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("entropy", "log10_entropy"):
+        for name, dtypes in (("entropy", (torch.float32,)), ("log10_entropy", _LOG10_DTYPES)):
             value = getattr(self, name)
-            if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.dtype != torch.float32:
-                raise TypeError(f"{name} must be a 1-D float32 tensor")
+            if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.dtype not in dtypes:
+                raise TypeError(f"{name} must be a 1-D {' or '.join(map(_dtype_name, dtypes))} tensor")
         n = self.entropy.numel()
         if n == 0:
             raise ValueError("scores are empty: there are no examples")
@@ -174,24 +201,30 @@ class Scores:
     def from_entropy(cls, entropy: Any, labels: Any = None) -> "Scores":
         """Scores of entropies in nats (tensor, ndarray or list; finite and positive).
 
-        The log10 is taken in float64 from the values as given, then stored as fp32.
+        The log10 is taken in float64 from the values as given (:func:`paper_log10`) and
+        kept in float64 for float64 entropies, integers and lists, rounded to float32 for
+        float32, float16 and bfloat16 entropies. The entropy is stored as float32.
         """
-        values = _as_real_tensor("entropy", entropy).to(torch.float64)
+        given = _as_real_tensor("entropy", entropy)
+        values = given.to(torch.float64)
         bad = _first_bad_index(~(torch.isfinite(values) & (values > 0)))
         if bad is not None:
             raise ValueError(f"entropy must be finite and positive; entropy[{bad}] = {float(values[bad])!r}")
         labels = _as_labels(labels, len(values), values.device)
-        return cls(values.to(torch.float32), torch.log10(values).to(torch.float32), labels)
+        return cls(values.to(torch.float32), paper_log10(values).to(_log10_dtype(given)), labels)
 
     @classmethod
     def from_log10_entropy(cls, log10_entropy: Any, labels: Any = None) -> "Scores":
-        """Scores of log10 entropies (finite); the entropy is ``10 ** log10_entropy``."""
-        values = _as_real_tensor("log10_entropy", log10_entropy).to(torch.float64)
+        """Scores of log10 entropies (finite); the entropy is ``10 ** log10_entropy``. The log10
+        entropies are kept in float64 when given in float64, as integers or as a list,
+        else rounded to float32."""
+        given = _as_real_tensor("log10_entropy", log10_entropy)
+        values = given.to(torch.float64)
         bad = _first_bad_index(~torch.isfinite(values))
         if bad is not None:
             raise ValueError(f"log10_entropy must be finite; log10_entropy[{bad}] = {float(values[bad])!r}")
         labels = _as_labels(labels, len(values), values.device)
-        return cls(torch.pow(10.0, values).to(torch.float32), values.to(torch.float32), labels)
+        return cls(torch.pow(10.0, values).to(torch.float32), values.to(_log10_dtype(given)), labels)
 
     def __len__(self) -> int:
         return self.entropy.numel()
@@ -238,7 +271,9 @@ class Scores:
 
     def fingerprint(self) -> str:
         """``"sha256:<hex>"`` over N (uint64, little-endian) then the N log10 entropies
-        (float32, little-endian). Identical on every device; computed once."""
+        rounded to float32 (little-endian). Identical on every device and for float32 and
+        float64 log10 entropies of the same data; float64 values that differ by less than
+        a float32 rounding share it. Computed once."""
         if self._fingerprint is None:
             values = self.log10_entropy.detach().to("cpu").contiguous().numpy().astype("<f4", copy=False)
             digest = hashlib.sha256(struct.pack("<Q", len(values)))
@@ -269,7 +304,7 @@ class Scores:
         header = {
             "n": len(self),
             "arrays": [
-                {"name": name, "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape)}
+                {"name": name, "dtype": _dtype_name(value.dtype), "shape": list(value.shape)}
                 for name, value in arrays
             ],
             "fingerprint": self.fingerprint(),

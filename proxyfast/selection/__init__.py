@@ -6,7 +6,6 @@ import math
 import numbers
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import ops
@@ -19,8 +18,6 @@ from .registry import METHODS, SelectionContext, available_methods, check_method
 
 __all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_methods", "check_method", "histogram",
            "register_method", "select"]
-
-_NARROW_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
 # The stream of ops.weighted_sample that orders the selected indices; methods use stream 0.
 SHUFFLE_STREAM = 1
@@ -73,24 +70,6 @@ def _target_device(device: torch.device | str) -> torch.device:
     return device
 
 
-def _float64_log10(entropies: Any) -> torch.Tensor | None:
-    """The float64 log10 of 1-D entropies given in float64 (or as integers or a list), as
-    the paper's code takes it (numpy's log10 on the CPU); None for Scores, logits and
-    narrower floats, whose log10 the scores hold. ``entropies`` has passed :func:`as_scores`."""
-    if isinstance(entropies, Scores):
-        return None
-    if isinstance(entropies, torch.Tensor):
-        if entropies.dim() != 1 or entropies.dtype in _NARROW_FLOATS:
-            return None
-        if entropies.device.type != "cpu":
-            return torch.log10(entropies.to(torch.float64))
-        entropies = entropies.detach().numpy()
-    array = np.asarray(entropies)
-    if array.ndim != 1 or array.dtype in (np.float32, np.float16):
-        return None
-    return torch.from_numpy(np.log10(array, dtype=np.float64))
-
-
 def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
     """``indices`` in a seeded random order, the same on every device."""
     if indices.numel() < 2:
@@ -117,7 +96,8 @@ def select(
         scores: a :class:`Scores`, a 2-D tensor of logits [N, C], or a 1-D tensor, ndarray
             or list of entropies in nats. Entropies given in float64 (or as integers or a
             list) are binned by their float64 log10, as the paper's code bins them; a
-            Scores holds float32 log10 entropies and is binned by those.
+            Scores by the log10 entropies it holds (float64 when made from float64
+            entropies or read from an entropy list, float32 when scored from logits).
         k: the proxy size, an integer in [0, N]. Give this or ``fraction``.
         fraction: the proxy size as a fraction of N in (0, 1]; ``k = floor(fraction * N)``.
         method: one of :func:`available_methods` (``p1``, the paper's main method, by default).
@@ -138,16 +118,12 @@ def select(
     beta = _check_number("beta", beta, 0.0, 1.0)
     target = _target_device(device) if device is not None else None
 
-    given = scores
-    scores = as_scores(given)
-    float64_log10 = _float64_log10(given)
+    scores = as_scores(scores)
     if target is not None:
         scores = scores.to(target)
-        float64_log10 = None if float64_log10 is None else float64_log10.to(target)
     k = _proxy_size(len(scores), k, fraction, round_to)
 
-    ctx = SelectionContext(scores=scores, k=k, seed=seed, bin_width=float(bin_width), beta=beta,
-                           float64_log10_entropy=float64_log10)
+    ctx = SelectionContext(scores=scores, k=k, seed=seed, bin_width=float(bin_width), beta=beta)
     indices = METHODS[method](ctx)
     if indices.shape != (k,):
         raise RuntimeError(f"selection method {method!r} returned shape {tuple(indices.shape)}, expected ({k},)")

@@ -36,15 +36,11 @@ class SelectionContext:
     seed: int
     bin_width: float
     beta: float
-    # The float64 log10 entropies of float64 input, which the paper's code bins; None: the scores' own.
-    float64_log10_entropy: torch.Tensor | None = None
 
     @property
     def log10_entropy(self) -> torch.Tensor:
-        """The log10 entropies the methods bin and rank: float64 where the input entropies
-        were float64, else the float32 ones of ``scores``."""
-        if self.float64_log10_entropy is not None:
-            return self.float64_log10_entropy
+        """The log10 entropies the methods bin and rank, in the scores' dtype: float64 where
+        the scores came from float64 entropies, float32 where from logits."""
         return self.scores.log10_entropy
 
     @property
