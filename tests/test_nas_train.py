@@ -261,8 +261,9 @@ def test_train_network_learns(rng):
     assert losses[-1] < 0.5 * losses[0]
     assert result.test_accuracy > 0.6  # 4 classes
     assert [epoch["drop_path_prob"] for epoch in result.history] == pytest.approx([0, 0.05, 0.1, 0.15, 0.2, 0.25])
-    lrs = [epoch["lr"] for epoch in result.history]
-    assert lrs[0] == 0.05 and lrs == sorted(lrs, reverse=True)
+    # The paper's cosine, stepped at the start of each epoch: epoch e trains at t = e + 1.
+    assert [epoch["lr"] for epoch in result.history] == pytest.approx(
+        [0.025 * (1 + math.cos(math.pi * (e + 1) / 6)) for e in range(6)], abs=1e-15)
     assert result.parameters == result.model.num_parameters() > 0
     assert not result.model.training
 

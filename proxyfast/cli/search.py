@@ -3,11 +3,13 @@
     proxyfast search --dataset fashion-mnist [--data-root D] [--proxy P [--scores S]] --algo darts|pcdarts
                      [--order 1|2] [--epochs E] [--batch-size B] [--channels C] [--layers L]
                      [--stem-stride 1|2] [--seed S] [--device cpu|cuda] [--checkpoint-every N]
-                     [--no-resume] [--no-plots] --out DIR
+                     [--no-resume] [--no-plots] [--loader pytorch|ffcv [--beton F]] --out DIR
 
 It prints a line per epoch and the genotype found, and writes into DIR the genotype
 (``genotype.txt``), the JSON log, the checkpoint and the plots (see
 :func:`proxyfast.nas.search`). Run again with the same arguments, it resumes.
+``--loader ffcv`` streams the proxy through FFCV from ``--beton`` (default: DIR/train.beton,
+written from the training set when absent), with the same batches as the PyTorch loader.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from ..data import DATASET_NAMES, load_dataset
 from ..distributed import run_job
 from ..nas.search import ALGORITHMS, OUTPUT_NAMES, SearchConfig, search
 from ..nas.supernet import STEMS
+from ..nas.train import LOADERS
 from .common import check_data_arguments, setup_run
+from .train import beton_path, check_loader_arguments
 
 __all__ = ["add_commands"]
 
@@ -37,6 +41,7 @@ def _run_search(args: argparse.Namespace) -> None:
     check_output_dir("--out", args.out, OUTPUT_NAMES, inputs)
     if args.checkpoint_every is not None:
         check_int("--checkpoint-every", args.checkpoint_every)
+    check_loader_arguments(args)
     device = setup_run(args)
     overrides = {
         name: getattr(args, name)
@@ -62,7 +67,8 @@ def _search(args: argparse.Namespace, config: SearchConfig, device: torch.device
     started = time.perf_counter()
     result = search(
         dataset, args.proxy, config, args.out, device=device, resume=not args.no_resume, progress=not args.quiet,
-        checkpoint_every=args.checkpoint_every, scores=args.scores, plots=not args.no_plots,
+        checkpoint_every=args.checkpoint_every, scores=args.scores, plots=not args.no_plots, loader=args.loader,
+        beton=beton_path(args),
     )
     if is_main:
         print(f"wrote {', '.join(sorted(result.files.values()))} in {time.perf_counter() - started:.1f} s")
@@ -110,5 +116,9 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     parser.add_argument("--no-resume", action="store_true", help="start over even when --out holds a checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots of the alphas and the cells")
+    parser.add_argument("--loader", choices=LOADERS, default="pytorch",
+                        help="pytorch (default) or ffcv: the same batches, read from a .beton by FFCV")
+    parser.add_argument("--beton", default=None,
+                        help="--loader ffcv: the training set's .beton (default: DIR/train.beton, written when absent)")
     parser.add_argument("--out", required=True, help="output directory (a search there is resumed)")
     return {"search": _run_search}

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..models import normalization_buffer
 from .genotypes import Genotype, get_genotype
 from .operations import OPS, FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
 from .supernet import STEMS
 
-__all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path"]
+__all__ = ["AuxiliaryHead", "AuxiliaryPooling", "EvalCell", "EvalNetwork", "drop_path"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -89,21 +90,39 @@ class EvalCell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-class AuxiliaryHead(nn.Module):
-    """The auxiliary classifier: ReLU, average pooling to 2x2, a 1x1 convolution to 128
-    channels, a 2x2 convolution to 768, and a linear layer (DARTS's head; the pooling is
-    adaptive, so any input size works, not only CIFAR's 8x8 or ImageNet's 14x14)."""
+class AuxiliaryPooling(nn.Module):
+    """DARTS's pooling in the auxiliary head: 5x5 average windows, padding not counted, with
+    stride 3 (``AuxiliaryHeadCIFAR``: 8x8 to 2x2) or 2 (``AuxiliaryHeadImageNet``: 7x7 to
+    2x2). A map on which those windows do not give 2x2 (e.g. Fashion-MNIST's 7x7 with
+    stride 3) is pooled adaptively to 2x2 instead, so that any image size trains."""
 
-    def __init__(self, channels: int, num_classes: int) -> None:
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if all(size >= 5 and (size - 5) // self.stride + 1 == 2 for size in x.shape[-2:]):
+            return F.avg_pool2d(x, 5, self.stride, 0, count_include_pad=False)
+        return F.adaptive_avg_pool2d(x, 2)
+
+
+class AuxiliaryHead(nn.Module):
+    """The auxiliary classifier of DARTS (``model.py``, also the proxy-data paper's): ReLU,
+    :class:`AuxiliaryPooling` to 2x2, a 1x1 convolution to 128 channels, a 2x2 convolution to
+    768, and a linear layer. ``stride``: 3 for the CIFAR network, 2 for ImageNet's;
+    ``batch_norm``: the batch norm after the 768-channel convolution, which DARTS's ImageNet
+    head leaves out (its code keeps it commented out, as in the paper's experiments)."""
+
+    def __init__(self, channels: int, num_classes: int, stride: int = 3, batch_norm: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.ReLU(inplace=False),  # its input is also the next cell's input
-            nn.AdaptiveAvgPool2d(2),
+            AuxiliaryPooling(stride),
             nn.Conv2d(channels, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
+            nn.BatchNorm2d(768) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -189,7 +208,10 @@ class EvalNetwork(nn.Module):
             if i == self.auxiliary_index:
                 c_auxiliary = c_prev
         self.cells = nn.ModuleList(cells)
-        self.auxiliary_head = AuxiliaryHead(c_auxiliary, num_classes) if auxiliary else None
+        self.auxiliary_head = None
+        if auxiliary:
+            cifar = stem == "cifar"
+            self.auxiliary_head = AuxiliaryHead(c_auxiliary, num_classes, stride=3 if cifar else 2, batch_norm=cifar)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 

@@ -23,6 +23,7 @@ only rank 0 prints and writes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -51,12 +52,14 @@ from ..runtime import (
     to_float_images,
 )
 from ..data.fingerprint import dataset_fingerprint
+from ..loaders.ffcv import ffcv_loader
 from ..loaders.pytorch import CycleLoader, distributed_rank, torch_loader
 from ..selection import ProxySet
 from ..scoring import Scores
 from .architect import Architect
 from .genotypes import Genotype
 from .supernet import STEMS, SearchNetwork
+from .train import LOADERS, prepare_beton
 
 __all__ = ["ALGORITHMS", "SearchConfig", "SearchResult", "SearchState", "build_search", "search", "search_step"]
 
@@ -494,6 +497,8 @@ def search(
     checkpoint_every: int | None = None,
     scores: Scores | str | os.PathLike | None = None,
     plots: bool = True,
+    loader: str = "pytorch",
+    beton: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Runs the bi-level search on ``proxy``'s two halves and writes the result to ``out_dir``.
 
@@ -518,6 +523,9 @@ def search(
         scores: the scores the proxy was selected from (or their file); when given, the
             chain proxy -> scores -> dataset is checked by fingerprint, not only by size.
         plots: draw the plots at the end (they take a few seconds).
+        loader: ``"pytorch"`` or ``"ffcv"``: the proxy's images streamed by FFCV from
+            ``beton`` (written from ``dataset`` when the file does not exist), in the same
+            order, so the same batches as the PyTorch loaders'.
 
     Raises:
         ValueError: a proxy of another dataset, halves too small for a step, or a
@@ -527,6 +535,10 @@ def search(
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
     if checkpoint_every is not None:
         check_int("checkpoint_every", checkpoint_every)
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {', '.join(LOADERS)}, got {loader!r}")
+    if loader == "ffcv" and beton is None:
+        raise ValueError("loader='ffcv' needs beton: the .beton file to read (written there when absent)")
     device = resolve_device(device)
     input_files = {name: value for name, value in (("proxy", proxy), ("scores", scores))
                    if isinstance(value, (str, os.PathLike))}
@@ -534,7 +546,11 @@ def search(
     if len(dataset) < 4:
         raise ValueError(f"the dataset needs at least 4 examples for a search, got {len(dataset)}")
     proxy = _resolve_proxy(proxy, dataset, scores)
-    run = _SearchRun(dataset, proxy, config, os.fspath(out_dir), device, log, progress, checkpoint_every)
+    if loader == "pytorch":
+        source = functools.partial(torch_loader, dataset)
+    else:
+        source = functools.partial(ffcv_loader, prepare_beton(dataset, beton))
+    run = _SearchRun(dataset, proxy, config, os.fspath(out_dir), device, log, progress, checkpoint_every, source)
     if resume and os.path.exists(run.checkpoint_path):
         run.resume()
     if _distributed():
@@ -554,13 +570,14 @@ class _SearchRun:
     since the start, the running sums of the current epoch), its checkpoint and its log."""
 
     def __init__(self, dataset, proxy: ProxySet | None, config: SearchConfig, out_dir: str, device: torch.device,
-                 log: Callable[[str], None] | None, progress: bool, checkpoint_every: int | None) -> None:
+                 log: Callable[[str], None] | None, progress: bool, checkpoint_every: int | None,
+                 source: Callable) -> None:
         self.config, self.out_dir, self.device, self.checkpoint_every = config, out_dir, device, checkpoint_every
         self.rank, self.world_size = distributed_rank()
         self.main_rank = self.rank == 0
         self.say = log if (log is not None and self.main_rank) else (lambda _: None)
         self.progress = progress and self.main_rank
-        self._build_loaders(dataset, proxy)
+        self._build_loaders(dataset, proxy, source)
         num_classes = _num_classes(dataset)
         self.state = build_search(config, int(dataset[0][0].shape[0]), num_classes, self.steps_per_epoch, device)
         self.model = self.state.model
@@ -591,14 +608,16 @@ class _SearchRun:
             "architecture_examples": len(self.val_loader.sampler) * self.world_size,
         }
 
-    def _build_loaders(self, dataset, proxy: ProxySet | None) -> None:
-        """The weight half's loader, the architecture half's (cycled) and its evaluation pass."""
+    def _build_loaders(self, dataset, proxy: ProxySet | None, source: Callable) -> None:
+        """The weight half's loader, the architecture half's (cycled) and its evaluation pass;
+        ``source`` makes each from the proxy's indices: :func:`torch_loader` on ``dataset``,
+        or :func:`ffcv_loader` on its .beton (the same batches)."""
         config = self.config
         indices = _search_indices(proxy, len(dataset), config.seed)
         common = dict(batch_size=config.batch_size, train_portion=config.train_portion)
-        self.train_loader = torch_loader(dataset, indices, part="train", seed=config.seed, **common)
-        self.val_loader = torch_loader(dataset, indices, part="val", seed=config.seed + 1, **common)
-        self.eval_loader = torch_loader(dataset, indices, part="val", shuffle=False, **common)
+        self.train_loader = source(indices, part="train", seed=config.seed, **common)
+        self.val_loader = source(indices, part="val", seed=config.seed + 1, **common)
+        self.eval_loader = source(indices, part="val", shuffle=False, **common)
         for half, loader in (("weights", self.train_loader), ("architecture", self.val_loader)):
             if _usable_batches(loader) == 0:
                 raise ValueError(

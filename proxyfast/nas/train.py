@@ -1,11 +1,19 @@
 """Final training of a found cell: the evaluation network trained from scratch.
 
 :func:`train_network` follows DARTS's CIFAR-10 recipe (Liu et al., ICLR 2019, appendix
-A.2): SGD with momentum 0.9 and weight decay 3e-4, a learning rate of 0.025 annealed to 0
-along a cosine, gradient norms clipped at 5, an auxiliary loss weighted 0.4, a drop-path
-rate raised linearly from 0 to 0.2 over the epochs, random crops and flips, and
-optionally cutout. The budget (``epochs``, ``channels``, ``layers``) is the caller's:
-DARTS trained 20 cells of 36 channels for 600 epochs.
+A.2) as the proxy-data paper's ``train.py`` runs it (Na et al., IJCAI 2021): SGD with
+momentum 0.9 and weight decay 3e-4, a learning rate of 0.025 annealed to 0 along a cosine
+stepped once per epoch, gradient norms clipped at 5, an auxiliary loss weighted 0.4, a
+drop-path rate raised linearly from 0 to 0.2 over the epochs, inputs normalised by the
+training set's per-channel mean and standard deviation, random crops and flips, and
+optionally cutout. The budget (``epochs``, ``channels``, ``layers``) is the caller's.
+
+:data:`RECIPES` holds the paper's two final trainings as presets of
+:func:`train_network`'s arguments: ``"cifar"`` (``train.py``: 600 epochs, 20 cells of 36
+channels, cutout 16) and ``"imagenet"`` (``train_imagenet.py``: 250 epochs, 14 cells of 48
+channels, batch 640, a learning rate of 0.1 warmed up over 5 epochs then decayed
+linearly, weight decay 3e-5, label smoothing 0.1). :func:`recipe_arguments` merges a
+preset with the caller's overrides.
 
 It checkpoints atomically after every epoch and resumes exactly, and it runs under
 ``torch.distributed`` as it is: every rank takes its own slice of each batch, gradients
@@ -14,10 +22,11 @@ are averaged by ``DistributedDataParallel``, and rank 0 alone writes and prints.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +37,7 @@ from torch.nn import functional as F
 
 from .._checks import check_int, check_real
 from ..data.fingerprint import dataset_fingerprint
+from ..loaders.ffcv import ffcv_loader, write_beton
 from ..loaders.pytorch import distributed_rank
 from ..runtime import (
     Progress,
@@ -47,7 +57,101 @@ from ..scoring import input_memory_format
 from .genotypes import Genotype, get_genotype
 from .network import EvalNetwork
 
-__all__ = ["NetworkTrainResult", "load_network", "random_cutout", "save_network", "shard_epoch", "train_network"]
+__all__ = ["LOADERS", "LR_SCHEDULES", "RECIPES", "NetworkTrainResult", "best_accuracy", "channel_statistics",
+           "check_lr_schedule", "epoch_lr", "load_network", "prepare_beton", "random_cutout", "recipe_arguments",
+           "save_network", "shard_epoch", "train_network"]
+
+LR_SCHEDULES = ("cosine", "linear")
+LOADERS = ("pytorch", "ffcv")
+# The linear schedule's last epochs decay with a smaller slope (train_imagenet.py's adjust_lr).
+_LINEAR_TAIL = 5
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # train.py of Na et al. (DARTS's CIFAR-10 training, run with --auxiliary --cutout): the test
+    # accuracy is measured after every epoch and the best is reported; inputs normalised by
+    # CIFAR-10's per-channel training statistics (mean=None: those of the training set given).
+    "cifar": dict(epochs=600, channels=36, layers=20, batch_size=96, lr=0.025, momentum=0.9, weight_decay=3e-4,
+                  grad_clip=5.0, auxiliary_weight=0.4, drop_path_prob=0.2, cutout=16, lr_schedule="cosine",
+                  warmup_epochs=0, label_smoothing=0.0, stem="cifar", stem_stride=1, mean=None, std=None, eval_every=1),
+    # train_imagenet.py of Na et al. (PC-DARTS's ImageNet training): --lr_scheduler linear, a
+    # 5-epoch warm-up (batch > 256), label smoothing 0.1 on both heads, ImageNet's mean and std.
+    "imagenet": dict(epochs=250, channels=48, layers=14, batch_size=640, lr=0.1, momentum=0.9, weight_decay=3e-5,
+                     grad_clip=5.0, auxiliary_weight=0.4, drop_path_prob=0.0, cutout=0, lr_schedule="linear",
+                     warmup_epochs=5, label_smoothing=0.1, stem="imagenet", stem_stride=1, mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD, eval_every=1),
+}
+
+
+def recipe_arguments(name: str, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`train_network` for recipe ``name`` (:data:`RECIPES`),
+    each replaced by the override of the same name where one is given."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {name!r}")
+    unknown = sorted(set(overrides) - set(inspect.signature(train_network).parameters))
+    if unknown:
+        raise TypeError(f"recipe overrides: train_network takes no argument {', '.join(unknown)}")
+    return {**RECIPES[name], **overrides}
+
+
+def prepare_beton(dataset, path: str | os.PathLike) -> str:
+    """``path`` as the FFCV file of ``dataset``: written there (by rank 0, the other ranks
+    wait) when it does not exist yet; an existing file is taken as it is."""
+    path = os.fspath(path)
+    rank, world_size = distributed_rank()
+    if rank == 0 and not os.path.exists(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_beton(dataset, path)
+    if world_size > 1:
+        torch.distributed.barrier()
+    return path
+
+
+def epoch_lr(schedule: str, lr: float, epoch: int, epochs: int, warmup_epochs: int = 0) -> float:
+    """The learning rate of epoch ``epoch`` (from 0) of ``epochs``, as the paper's code sets it
+    at the start of each epoch (``scheduler.step()`` before the epoch's training).
+
+    ``"cosine"`` (``train.py``): ``lr / 2 * (1 + cos(pi * (epoch + 1) / epochs))``, so the last
+    epoch trains at 0. ``"linear"`` (``train_imagenet.py``'s ``adjust_lr``): ``lr * (epochs - 5
+    - epoch) / (epochs - 5)``, and in the last 5 epochs ``lr * (epochs - epoch) / (5 * (epochs -
+    5))``. During ``warmup_epochs`` either takes ``lr * (epoch + 1) / warmup_epochs``.
+    """
+    if epoch < warmup_epochs:
+        return lr * (epoch + 1) / warmup_epochs
+    if schedule == "cosine":
+        return 0.5 * lr * (1.0 + math.cos(math.pi * (epoch + 1) / epochs))
+    if epochs - epoch > _LINEAR_TAIL:
+        return lr * (epochs - _LINEAR_TAIL - epoch) / (epochs - _LINEAR_TAIL)
+    return lr * (epochs - epoch) / ((epochs - _LINEAR_TAIL) * _LINEAR_TAIL)
+
+
+def best_accuracy(history: list[dict[str, float]]) -> tuple[float | None, int | None]:
+    """The best test accuracy among the epochs evaluated and its epoch (from 1); the first on
+    ties, as the paper's code keeps a new best only when it is strictly higher."""
+    best, best_epoch = None, None
+    for record in history:
+        accuracy = record.get("test_accuracy")
+        if accuracy is not None and (best is None or accuracy > best):
+            best, best_epoch = accuracy, int(record["epoch"])
+    return best, best_epoch
+
+
+def channel_statistics(dataset) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation (over every pixel of every image) of an image
+    dataset, uint8 images taken in [0, 1] units: what the paper's CIFAR constants are for
+    CIFAR-10 (0.4914, 0.4822, 0.4465 and 0.2470, 0.2435, 0.2616). Summed in float64."""
+    sums = squares = None
+    count = 0
+    for _, inputs, _ in iterate_batches(dataset, 1024):
+        x = inputs.double() / 255 if inputs.dtype == torch.uint8 else inputs.double()
+        batch_sums, batch_squares = x.sum((0, 2, 3)), (x * x).sum((0, 2, 3))
+        sums = batch_sums if sums is None else sums + batch_sums
+        squares = batch_squares if squares is None else squares + batch_squares
+        count += x.numel() // x.shape[1]
+    mean = sums / count
+    return mean.tolist(), (squares / count - mean * mean).clamp_min(0).sqrt().tolist()
+
 
 
 @dataclass
@@ -57,7 +161,11 @@ class NetworkTrainResult:
     Attributes:
         model: the trained network (unwrapped, in evaluation mode).
         genotype: its architecture.
-        test_accuracy: accuracy on the test set in [0, 1], or None without one.
+        test_accuracy: accuracy on the test set after the last epoch, in [0, 1], or None
+            without a test set.
+        best_test_accuracy, best_epoch: the best test accuracy among the epochs evaluated
+            (``eval_every``) and the final one, and its epoch (from 1): what the paper's code
+            reports; None without a test set.
         history: one dict per epoch: ``epoch``, ``loss`` (the main classifier's
             cross-entropy), ``train_accuracy``, ``lr`` and ``drop_path_prob`` (at the
             epoch's start), ``seconds``, and ``test_accuracy`` on the epochs evaluated.
@@ -71,6 +179,8 @@ class NetworkTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     parameters: int = 0
+    best_test_accuracy: float | None = None
+    best_epoch: int | None = None
 
 
 def random_cutout(images: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -169,11 +279,30 @@ class _Recipe:
     augment: bool
     crop_padding: int | None
     seed: int
+    lr_schedule: str
+    warmup_epochs: int
+    label_smoothing: float
+
+
+def check_lr_schedule(epochs: int, lr_schedule, warmup_epochs, label_smoothing) -> tuple[str, int, float]:
+    """Checks the schedule's settings together (a warm-up shorter than the run, a linear
+    schedule longer than its tail); returns them."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+    warmup_epochs = check_int("warmup_epochs", warmup_epochs, 0)
+    if warmup_epochs >= epochs:
+        raise ValueError(f"warmup_epochs ({warmup_epochs}) must be fewer than epochs ({epochs})")
+    if lr_schedule == "linear" and epochs <= _LINEAR_TAIL:
+        raise ValueError(f"the linear lr_schedule needs more than {_LINEAR_TAIL} epochs (its last {_LINEAR_TAIL} "
+                         f"decay with their own slope), got epochs={epochs}")
+    return lr_schedule, warmup_epochs, check_real("label_smoothing", label_smoothing, 0.0, 1.0, open_high=True)
 
 
 def _check_recipe(world_size: int, *, epochs, batch_size, lr, momentum, weight_decay, grad_clip, auxiliary_weight,
-                  drop_path_prob, cutout, augment, crop_padding, seed) -> _Recipe:
+                  drop_path_prob, cutout, augment, crop_padding, seed, lr_schedule, warmup_epochs,
+                  label_smoothing) -> _Recipe:
     epochs = check_int("epochs", epochs, 1)
+    schedule = check_lr_schedule(epochs, lr_schedule, warmup_epochs, label_smoothing)
     seed = check_int("seed", seed, 0)
     cutout = check_int("cutout", cutout, 0)
     lr = check_real("lr", lr, 0.0, open_low=True)
@@ -189,7 +318,7 @@ def _check_recipe(world_size: int, *, epochs, batch_size, lr, momentum, weight_d
     if batch_size % world_size:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes ({world_size})")
     return _Recipe(epochs, batch_size, lr, momentum, weight_decay, grad_clip, auxiliary_weight, drop_path_prob, cutout,
-                   augment, crop_padding, seed)
+                   augment, crop_padding, seed, *schedule)
 
 
 def _steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
@@ -201,18 +330,10 @@ def _steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
     return steps
 
 
-def _cosine(total_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor of each step: a cosine from 1 down to 0 at the last step
-    (annealed per step, so that short budgets decay smoothly too)."""
-    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
-
-def _optimizer_and_schedule(model: nn.Module, recipe: _Recipe, total_steps: int):
-    """DARTS's optimiser: SGD with momentum, its learning rate annealed along a cosine
-    step by step (the schedule steps once per optimiser step)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(total_steps))
+def _optimizer(model: nn.Module, recipe: _Recipe) -> torch.optim.SGD:
+    """DARTS's optimiser: SGD with momentum; :func:`epoch_lr` sets its rate each epoch."""
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
 
 
 def _drop_path_rate(recipe: _Recipe, epoch: int) -> float:
@@ -254,6 +375,11 @@ def train_network(
     crop_padding: int | None = None,
     stem: str = "cifar",
     stem_stride: int = 1,
+    lr_schedule: str = "cosine",
+    warmup_epochs: int = 0,
+    label_smoothing: float = 0.0,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
     num_classes: int | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -265,6 +391,8 @@ def train_network(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     num_workers: int = 0,
+    loader: str = "pytorch",
+    beton: str | os.PathLike | None = None,
 ) -> NetworkTrainResult:
     """Builds the :class:`EvalNetwork` of ``genotype`` and trains it from scratch.
 
@@ -277,7 +405,14 @@ def train_network(
         channels, layers, stem, stem_stride: the network (:class:`EvalNetwork`).
         batch_size: the global batch (DARTS: 96); under ``torch.distributed`` each of the
             ``world_size`` ranks takes ``batch_size // world_size`` of it.
-        lr: the initial learning rate, annealed to 0 along a cosine, step by step.
+        lr: the initial learning rate, set each epoch by :func:`epoch_lr`.
+        lr_schedule: ``"cosine"`` (to 0, stepped per epoch as the paper's ``train.py``) or
+            ``"linear"`` (``train_imagenet.py``; needs more than 5 epochs).
+        warmup_epochs: epochs of linear warm-up, ``lr * (epoch + 1) / warmup_epochs``.
+        label_smoothing: of the cross-entropy of both heads (``train_imagenet.py``: 0.1).
+        mean, std: the network's input normalisation, per channel in [0, 1] units; None
+            (default): the training set's own statistics (:func:`channel_statistics`), as
+            the paper's code normalises CIFAR-10 by its own.
         momentum, weight_decay: of SGD.
         grad_clip: the largest gradient norm; None disables clipping.
         auxiliary_weight: weight of the auxiliary head's loss; 0 builds no head.
@@ -298,10 +433,15 @@ def train_network(
         checkpoint: a file written atomically after every epoch; with ``resume`` an
             existing one continues the run, which ends exactly as an uninterrupted run
             would (it must be the same run: same genotype, data and settings).
-        eval_every: also measure the test accuracy every this many epochs (0: at the end only).
+        eval_every: also measure the test accuracy every this many epochs (0: at the end
+            only); the best of them is reported too (``best_test_accuracy``).
         progress: draw a progress bar on stderr.
         log: called with one line per epoch and for the test accuracy (None: silent).
-        num_workers: ``DataLoader`` workers for datasets that are not in memory.
+        num_workers: ``DataLoader`` workers for datasets that are not in memory (FFCV:
+            its decoding threads; 0 takes one per core).
+        loader: ``"pytorch"`` or ``"ffcv"``: the training images streamed by FFCV from
+            ``beton`` (written from ``train_set`` when the file does not exist), in the
+            same order, so the same batches as the PyTorch loader's.
 
     Raises:
         ValueError, TypeError: on a bad argument, or a checkpoint of another run (the
@@ -312,12 +452,21 @@ def train_network(
     recipe = _check_recipe(world_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                            weight_decay=weight_decay, grad_clip=grad_clip, auxiliary_weight=auxiliary_weight,
                            drop_path_prob=drop_path_prob, cutout=cutout, augment=augment, crop_padding=crop_padding,
-                           seed=seed)
+                           seed=seed, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+                           label_smoothing=label_smoothing)
     eval_every = check_int("eval_every", eval_every, 0)
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {', '.join(LOADERS)}, got {loader!r}")
+    if loader == "ffcv" and beton is None:
+        raise ValueError("loader='ffcv' needs beton: the .beton file to read (written there when absent)")
     if len(train_set) < 2:
         raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
     in_channels, num_classes = _image_channels_and_classes(train_set, num_classes)
     _steps_per_epoch(len(train_set), recipe.batch_size, world_size)
+    if (mean is None) != (std is None):
+        raise ValueError("mean and std go together: give both, or neither for the training set's own")
+    if mean is None:
+        mean, std = channel_statistics(train_set)
     say = (log or (lambda _: None)) if rank == 0 else (lambda _: None)
     progress = progress and rank == 0
     device = resolve_device(device)
@@ -326,10 +475,11 @@ def train_network(
 
     with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
         torch.manual_seed(recipe.seed)  # the initial weights
-        model = EvalNetwork(genotype, channels, num_classes, layers, in_channels,
-                            auxiliary=recipe.auxiliary_weight > 0, stem=stem, stem_stride=stem_stride).to(device)
-        training = _NetworkTraining(model, train_set, recipe, device, resolve_amp(amp, device), channels_last,
-                                    num_workers)
+        model = EvalNetwork(genotype, channels, num_classes, layers, in_channels, auxiliary=recipe.auxiliary_weight > 0,
+                            stem=stem, stem_stride=stem_stride, mean=mean, std=std).to(device)
+        batches = _training_batches(train_set, recipe.batch_size // world_size, num_workers, loader, beton)
+        training = _NetworkTraining(model, train_set, batches, recipe, device, resolve_amp(amp, device),
+                                    channels_last)
         if checkpoint is not None and resume and os.path.exists(checkpoint):
             training.resume(checkpoint)
             say(f"resumed from {os.fspath(checkpoint)} after epoch {training.epochs_done}/{recipe.epochs}")
@@ -341,15 +491,42 @@ def train_network(
             training.end_epoch(record, checkpoint)
             say(_epoch_line(record, recipe.epochs))
         seconds = time.perf_counter() - began
-
-        test_accuracy = None
+        result = NetworkTrainResult(model, genotype, None, training.history, seconds, model.num_parameters())
         if test_set is not None:
-            test_accuracy = training.history[-1].get("test_accuracy")
-            if test_accuracy is None:
-                test_accuracy = training.test_accuracy(test_set, progress)
-            say(f"test accuracy {100 * test_accuracy:.2f}% ({len(test_set):,} examples)")
+            _final_accuracies(result, training, test_set, progress, say)
     model.eval()
-    return NetworkTrainResult(model, genotype, test_accuracy, training.history, seconds, model.num_parameters())
+    return result
+
+
+def _final_accuracies(result: NetworkTrainResult, training: "_NetworkTraining", test_set, progress: bool,
+                      say: Callable[[str], None]) -> None:
+    """Fills in the final test accuracy (measured now unless the last epoch was evaluated)
+    and the best over the epochs evaluated."""
+    last = result.history[-1]
+    if "test_accuracy" not in last:
+        last["test_accuracy"] = training.test_accuracy(test_set, progress)
+    result.test_accuracy = last["test_accuracy"]
+    result.best_test_accuracy, result.best_epoch = best_accuracy(result.history)
+    say(f"test accuracy {100 * result.test_accuracy:.2f}% ({len(test_set):,} examples); best "
+        f"{100 * result.best_test_accuracy:.2f}% at epoch {result.best_epoch}")
+
+
+def _training_batches(train_set, batch_size: int, num_workers: int, loader: str,
+                      beton: str | os.PathLike | None) -> Callable[[torch.Tensor], Any]:
+    """A function from an epoch's order of example indices to its ``(images, labels)``
+    batches of ``batch_size``, read by PyTorch or by FFCV."""
+    if loader == "pytorch":
+        return lambda order: ((x, y) for _, x, y in iterate_batches(train_set, batch_size, order, num_workers))
+    # One FFCV loader for the run, over the .beton's examples in the order each epoch gives
+    # (already this rank's share: it must not shard again).
+    stream = ffcv_loader(prepare_beton(train_set, beton), np.arange(len(train_set)), batch_size=batch_size,
+                         shuffle=False, rank=0, world_size=1, num_workers=num_workers or None)
+
+    def read(order: torch.Tensor):
+        stream.sampler.indices = order.numpy()
+        stream.set_epoch(0)
+        return iter(stream)
+    return read
 
 
 class _NetworkTraining:
@@ -357,10 +534,10 @@ class _NetworkTraining:
     under ``torch.distributed``), the optimiser and its schedule, what defines the run
     for its checkpoint, and the epochs done; one method per step of the loop."""
 
-    def __init__(self, model: EvalNetwork, train_set, recipe: _Recipe, device: torch.device, amp: bool,
-                 channels_last: bool | None, num_workers: int) -> None:
+    def __init__(self, model: EvalNetwork, train_set, batches: Callable[[torch.Tensor], Any], recipe: _Recipe,
+                 device: torch.device, amp: bool, channels_last: bool | None) -> None:
         self.model, self.train_set, self.recipe, self.device, self.amp = model, train_set, recipe, device, amp
-        self.num_workers = num_workers
+        self.batches = batches
         self.rank, self.world_size = distributed_rank()
         self.distributed = self.world_size > 1
         if use_channels_last(model, device, channels_last):
@@ -371,8 +548,7 @@ class _NetworkTraining:
             device_ids = [device.index] if device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         n = len(train_set)
-        total_steps = recipe.epochs * _steps_per_epoch(n, recipe.batch_size, self.world_size)
-        self.optimizer, self.scheduler = _optimizer_and_schedule(model, recipe, total_steps)
+        self.optimizer = _optimizer(model, recipe)
         self.pad = _shift_padding(recipe, train_set)
         network = {key: value for key, value in model.config().items() if key != "genotype"}
         self.run = {"genotype": str(model.genotype), "network": network, "dataset": dataset_fingerprint(train_set),
@@ -387,7 +563,6 @@ class _NetworkTraining:
                              recognise=lambda saved: "genotype" in saved["run"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.history = list(state["history"])
         self.epochs_done = state["epoch"]
 
@@ -402,7 +577,9 @@ class _NetworkTraining:
         # draws what an uninterrupted one would.
         torch.manual_seed(_derived_seed(seed, epoch, self.rank, 2))
         self.model.drop_path_prob = _drop_path_rate(self.recipe, epoch)
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = epoch_lr(self.recipe.lr_schedule, self.recipe.lr, epoch, self.recipe.epochs, self.recipe.warmup_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         bar = Progress(len(shard), f"epoch {epoch + 1}/{self.recipe.epochs}", enabled=progress, unit="img")
         loss, accuracy = self._train_pass(shard, augmentation, bar)
         return {"epoch": epoch + 1, "loss": loss, "train_accuracy": accuracy, "lr": lr,
@@ -415,8 +592,7 @@ class _NetworkTraining:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
-        batches = iterate_batches(self.train_set, self.recipe.batch_size // self.world_size, shard, self.num_workers)
-        for step, (_, inputs, labels) in enumerate(batches):
+        for step, (inputs, labels) in enumerate(self.batches(shard)):
             x = to_float_images(self._augment(inputs, augmentation), self.device, self.memory_format)
             y = labels.to(self.device, non_blocking=True)
             loss, logits = self._step(x, y)
@@ -443,16 +619,17 @@ class _NetworkTraining:
         with autocast(self.device, self.amp):
             output = self.net(x)
             logits, aux_logits = output if isinstance(output, tuple) else (output, None)
-            loss = F.cross_entropy(logits, y)
+            smoothing = self.recipe.label_smoothing
+            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
             objective = loss
             if aux_logits is not None:
-                objective = loss + self.recipe.auxiliary_weight * F.cross_entropy(aux_logits, y)
+                auxiliary = F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
+                objective = loss + self.recipe.auxiliary_weight * auxiliary
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if self.recipe.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
         return loss.detach(), logits.detach()
 
     def test_accuracy(self, test_set, progress: bool) -> float:
@@ -468,7 +645,7 @@ class _NetworkTraining:
         if checkpoint is not None and self.rank == 0:
             save_checkpoint(checkpoint, {
                 "run": self.run, "epoch": self.epochs_done, "history": self.history, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
             })
 
 
