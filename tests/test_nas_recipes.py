@@ -286,6 +286,7 @@ def test_search_through_ffcv_sees_the_same_batches_as_through_pytorch(tmp_path):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow  # FFCV compiles its pipelines anew in the command's loaders: a minute on two cores
 def test_search_command_with_the_ffcv_loader(capsys, tmp_path):
     pytest.importorskip("ffcv")
     out = tmp_path / "search"
