@@ -22,6 +22,7 @@ import torch
 import proxyfast
 from proxyfast import ops
 from proxyfast._atomic import atomic_write
+from proxyfast.baseline import ForgettingTracker
 from proxyfast.binning import MAX_BINS, histogram_edges
 from proxyfast.cli import main
 from proxyfast.data import digits
@@ -32,6 +33,7 @@ from proxyfast.nas import get_genotype
 from proxyfast.pipeline import PipelineConfig, run_pipeline
 from proxyfast.pretrain import train
 from proxyfast.proxyset import ProxySet
+from proxyfast.selection.kcenter import kcenter_greedy
 from reference import entropy_reference
 from proxyfast.scoring import DatasetMismatchError, Scores, score
 
@@ -322,6 +324,7 @@ def test_the_writer_leaves_nothing_behind_on_an_error(tmp_path):
 _SLOW_WRITER = """
 import sys, time
 from proxyfast._atomic import atomic_write
+from proxyfast.baseline import ForgettingTracker
 with atomic_write(sys.argv[1]) as file:
     file.write(b"x" * 100000)
     file.flush()
@@ -583,3 +586,25 @@ def test_score_refuses_a_bad_device_and_a_model_that_does_not_fit_the_dataset(tm
     with pytest.raises(DatasetMismatchError, match=r"the model classifies 5 classes, but the dataset \(digits-test\) "
                                                    "has 10"):
         score(CifarResNet(depth=8, num_classes=5, in_channels=1, width=2), dataset)
+
+
+_COUNT_CALLS = {
+    "ForgettingTracker(n)": lambda n: ForgettingTracker(n),
+    "kcenter_greedy(k)": lambda k: kcenter_greedy(torch.zeros(5, 2), k),
+    "CifarResNet(width)": lambda width: CifarResNet(width=width),
+    "select(k)": lambda k: proxyfast.select(np.linspace(0.1, 1.0, 50), k=k),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_COUNT_CALLS))
+def test_every_count_is_checked_in_one_wording(call):
+    # One check for every count or size: the same words, and a non-integer is caught as
+    # TypeError or as ValueError, whichever a caller catches.
+    run = _COUNT_CALLS[call]
+    name = call[call.index("(") + 1:-1]
+    minimum = 0 if name == "k" else 1
+    with pytest.raises(ValueError, match=f"^{name} must be at least {minimum}, got {minimum - 1}$"):
+        run(minimum - 1)
+    for caught in (TypeError, ValueError):
+        with pytest.raises(caught, match=f"^{name} must be an integer, got float$"):
+            run(2.5)

@@ -208,7 +208,7 @@ def test_custom_methods_register_and_cannot_shadow(rng):
     "kwargs, error, match",
     [
         ({"k": 11}, ValueError, r"k = 11 exceeds the number of examples \(10\)"),
-        ({"k": -1}, ValueError, "k must be non-negative, got -1"),
+        ({"k": -1}, ValueError, "k must be at least 0, got -1"),
         ({"k": 2.5}, TypeError, "k must be an integer"),
         ({"k": True}, TypeError, "k must be an integer"),
         ({}, ValueError, "exactly one of k and fraction"),
@@ -225,7 +225,7 @@ def test_custom_methods_register_and_cannot_shadow(rng):
         ({"k": 3, "bin_width": 0}, ValueError, "bin_width must be a positive finite number"),
         ({"k": 3, "bin_width": float("inf")}, ValueError, "bin_width must be a positive finite number"),
         ({"k": 3, "seed": -1}, ValueError, "seed must be in"),
-        ({"k": 3, "round_to": 0}, ValueError, "round_to must be a positive integer"),
+        ({"k": 3, "round_to": 0}, ValueError, "round_to must be at least 1, got 0"),
         ({"k": 3, "device": "nonsense"}, ValueError, "device 'nonsense' is not a valid device"),
     ],
 )

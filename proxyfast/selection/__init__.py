@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 
 from .. import ops
-from .._checks import check_bin_width, check_device, check_fraction
+from .._checks import check_bin_width, check_device, check_fraction, check_int, check_real
 from .binning import Histogram, histogram
 from .proxyset import ProxySet
 from ..scoring import Scores, as_scores
@@ -23,41 +22,18 @@ __all__ = ["Histogram", "METHODS", "ProxySet", "SelectionContext", "available_me
 SHUFFLE_STREAM = 1
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _proxy_size(n: int, k: Any, fraction: Any, round_to: Any) -> int:
     if (k is None) == (fraction is None):
         raise ValueError(f"give exactly one of k and fraction, got k={k!r} and fraction={fraction!r}")
     if fraction is not None:
         k = math.floor(check_fraction("fraction", fraction) * n)
     else:
-        if not _is_integer(k):
-            raise TypeError(f"k must be an integer, got {type(k).__name__}")
-        k = int(k)
-        if k < 0:
-            raise ValueError(f"k must be non-negative, got {k}")
+        k = check_int("k", k, 0)
         if k > n:
             raise ValueError(f"k = {k} exceeds the number of examples ({n})")
     if round_to is not None:
-        if not _is_integer(round_to) or round_to < 1:
-            raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
-        k -= k % int(round_to)
+        k -= k % check_int("round_to", round_to)
     return k
-
-
-def _check_number(name: str, value: Any, low: float, high: float) -> float:
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not low <= value <= high:  # also false for nan
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
-    return value
 
 
 def _target_device(device: torch.device | str) -> torch.device:
@@ -115,7 +91,7 @@ def select(
     check_method(method)
     seed = ops.check_seed(seed)
     check_bin_width("bin_width", bin_width)
-    beta = _check_number("beta", beta, 0.0, 1.0)
+    beta = check_real("beta", beta, 0.0, 1.0)
     target = _target_device(device) if device is not None else None
 
     scores = as_scores(scores)
