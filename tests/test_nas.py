@@ -406,3 +406,121 @@ def test_bad_genotype_strings_are_clear_errors(mutate, message):
 def test_unknown_architecture_name():
     with pytest.raises(ValueError, match="unknown architecture 'resnet'.*DARTS_V2"):
         get_genotype("resnet")
+
+
+# The architect's steps, exactly
+
+
+def _tiny_double_model():
+    model = SearchNetwork(channels=4, num_classes=3, layers=3, in_channels=1, steps=2, multiplier=2).double()
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.normal_(0, 0.5)
+    return model
+
+
+def _batches():
+    train = (torch.randn(4, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (4,)))
+    val = (torch.randn(4, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (4,)))
+    return train, val
+
+
+def _adam_reference(model, grads, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3):
+    """The alphas after one Adam step with the given gradients, on copies."""
+    alphas = [p.detach().clone().requires_grad_() for p in model.arch_parameters()]
+    adam = torch.optim.Adam(alphas, lr=lr, betas=betas, weight_decay=weight_decay)
+    for p, g in zip(alphas, grads):
+        p.grad = g.clone()
+    adam.step()
+    return alphas
+
+
+def test_first_order_step_is_adam_on_the_validation_gradient(seed):
+    model = _tiny_double_model()
+    train, val = _batches()
+    val_loss = F.cross_entropy(model(val[0]), val[1])
+    grads = torch.autograd.grad(val_loss, model.arch_parameters())
+    expected = _adam_reference(model, grads)
+    loss = nas.Architect(model).step(train, val)
+    assert not loss.requires_grad
+    assert loss.item() == val_loss.item()
+    for a, b in zip(model.arch_parameters(), expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+
+
+def test_second_order_step_is_adam_on_the_unrolled_gradient(seed):
+    model = _tiny_double_model()
+    train, val = _batches()
+    sgd = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
+    F.cross_entropy(model(train[0]), train[1]).backward()
+    sgd.step()
+    sgd.zero_grad()
+    settings = dict(lr=1e-2, betas=(0.6, 0.99), weight_decay=1e-2)
+    architect = nas.Architect(model, order=2, **settings)
+    val_loss, grads = architect.unrolled_gradient(train, val, 0.1, sgd)
+    expected = _adam_reference(model, grads, **settings)
+    loss = architect.step(train, val, lr=0.1, network_optimizer=sgd)
+    assert loss.item() == val_loss.item()
+    for a, b in zip(model.arch_parameters(), expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("with_optimizer", [False, True])
+def test_unrolled_weights_are_the_weight_optimisers_sgd_step(with_optimizer, seed):
+    model = _tiny_double_model()
+    train, _ = _batches()
+    sgd = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
+    F.cross_entropy(model(train[0]), train[1]).backward()
+    sgd.step()
+    sgd.zero_grad()
+    weights = [p for name, p in model.named_parameters() if name not in ("alphas_normal", "alphas_reduce")]
+    grads = torch.autograd.grad(F.cross_entropy(model(train[0]), train[1]), weights, allow_unused=True)
+    lr, momentum, wd = 0.05, 0.9, 3e-4  # the architect's defaults for the weights' SGD
+    expected = []
+    for w, g in zip(weights, grads):
+        step = (torch.zeros_like(w) if g is None else g) + wd * w.detach()
+        if with_optimizer:
+            step = step + momentum * sgd.state[w]["momentum_buffer"]
+        expected.append(w.detach() - lr * step)
+    architect = nas.Architect(model, order=2)
+    unrolled = architect.unrolled_weights(train, lr, sgd if with_optimizer else None)
+    assert all(u.requires_grad and u.is_leaf for u in unrolled)
+    for u, e in zip(unrolled, expected):
+        torch.testing.assert_close(u, e, rtol=0, atol=1e-15)
+
+
+def test_hessian_vector_product_is_the_central_difference_and_zero_for_a_zero_vector(seed):
+    # Double backward needs the reference mixed op; finite differences need a smooth network.
+    smooth_primitives = [p for p in PRIMITIVES if p != "max_pool_3x3"]
+    model = _smooth(SearchNetwork(channels=4, num_classes=3, layers=3, in_channels=1, steps=2, multiplier=2,
+                                  primitives=smooth_primitives, impl="reference")).double()
+    train, _ = _batches()
+    architect = nas.Architect(model, order=2, fd_radius=1e-5)
+    zero = architect._hessian_vector_product([torch.zeros_like(w) for w in architect.weights], train)
+    assert all(torch.equal(z, torch.zeros_like(p)) for z, p in zip(zero, model.arch_parameters()))
+    vector = [torch.randn_like(w) for w in architect.weights]
+    # The exact product by double backward.
+    loss = F.cross_entropy(model(train[0]), train[1])
+    directional = sum((g * v).sum() for g, v in zip(
+        torch.autograd.grad(loss, architect.weights, create_graph=True, allow_unused=True), vector) if g is not None)
+    exact = torch.autograd.grad(directional, model.arch_parameters())
+    product = architect._hessian_vector_product(vector, train)
+    for p, e in zip(product, exact):
+        torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6 * e.abs().max().item())
+
+
+def test_architect_state_round_trips_and_errors_are_whole(seed):
+    model = _tiny_double_model()
+    train, val = _batches()
+    architect = nas.Architect(model)
+    architect.step(train, val)
+    state = architect.state_dict()
+    copy = nas.Architect(model)
+    copy.load_state_dict(state)
+    assert copy.state_dict()["state"][0]["step"] == 1
+    torch.testing.assert_close(copy.state_dict()["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
+    with pytest.raises(ValueError, match=r"^order must be 1 \(first order\) or 2 \(second order\), got 3$"):
+        nas.Architect(model, order=3)
+    with pytest.raises(ValueError, match="^the second-order step needs lr, the weight optimiser's current "
+                                         "learning rate$"):
+        nas.Architect(model, order=2).step(train, val)

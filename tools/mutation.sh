@@ -27,7 +27,7 @@ declare -A TESTS=(
   [selection/registry.py]="tests/test_select.py tests/test_selection_exact.py"
   [scoring/scores.py]="tests/test_score.py tests/test_scoring.py"
   [loaders/pytorch.py]="tests/test_loaders_torch.py"
-  [loaders/_subset.py]="tests/test_loaders_torch.py"
+  [loaders/_subset.py]="tests/test_loader_subset.py tests/test_loaders_torch.py"
   [nas/architect.py]="tests/test_nas.py"
   [nas/search.py]="tests/test_search.py"
 )
