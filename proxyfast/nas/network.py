@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_int
 from ..models import normalization_buffer
 from .genotypes import Genotype, get_genotype
 from .operations import OPS, FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
@@ -38,11 +39,6 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep_prob = 1.0 - drop_prob
     mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep_prob)
     return x * (mask / keep_prob)
-
-
-def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class EvalCell(nn.Module):
@@ -163,7 +159,7 @@ class EvalNetwork(nn.Module):
         for name, value in (("channels", channels), ("num_classes", num_classes), ("layers", layers),
                             ("in_channels", in_channels), ("stem_stride", stem_stride),
                             ("stem_multiplier", stem_multiplier)):
-            _check_positive(name, value)
+            check_int(name, value)
         if layers < 3:
             raise ValueError(f"layers must be at least 3 (two reduction cells and a normal cell), got {layers}")
         if stem not in STEMS:

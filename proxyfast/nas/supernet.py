@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_int
 from .genotypes import PRIMITIVES, Genotype
 from .mixed import MixedOp, PartialMixedOp
 from .operations import FactorizedReduce, ReLUConvBN, cifar_stem, imagenet_stem
@@ -125,8 +126,7 @@ class SearchNetwork(nn.Module):
         for name, value in (("channels", channels), ("num_classes", num_classes), ("layers", layers),
                             ("in_channels", in_channels), ("steps", steps), ("multiplier", multiplier),
                             ("stem_stride", stem_stride)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         if multiplier > steps:
             raise ValueError(f"multiplier ({multiplier}) cannot exceed steps ({steps})")
         if stem != "cifar" and stem_stride != 1:

@@ -187,8 +187,7 @@ def random_cutout(images: torch.Tensor, length: int, generator: torch.Generator)
     """Each image of the batch [B, C, H, W] with one ``length`` x ``length`` box set to 0
     in every channel (DeVries and Taylor, 2017): the box's centre is uniform over the
     image and the box is clipped at the borders. Returns a new tensor."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive integer, got {length!r}")
+    check_int("length", length)
     b, _, h, w = images.shape
     top = torch.randint(0, h, (b, 1), generator=generator) - length // 2
     left = torch.randint(0, w, (b, 1), generator=generator) - length // 2

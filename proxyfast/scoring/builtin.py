@@ -13,6 +13,7 @@ from importlib import resources
 
 import numpy as np
 
+from .._checks import check_int
 from .entropy_list import read_entropy_list
 from .scores import Scores
 
@@ -40,8 +41,7 @@ def imagenet_scale_scores(n: int = IMAGENET_TRAIN_SIZE, seed: int = 0) -> Scores
     This is a resampling of real CIFAR-100 scores at ImageNet scale, not ImageNet scores;
     it carries no labels.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_int("n", n)
     source = builtin_entropy_list().log10_entropy.numpy().astype(np.float64)
     rng = np.random.default_rng(seed)
     log10 = source[rng.integers(0, len(source), size=n)] + rng.normal(0.0, _JITTER_LOG10, size=n)
