@@ -202,3 +202,70 @@ def test_bad_input_raises_clear_errors(dataset, proxy):
         torch_loader(dataset, proxy, batch_size=0)
     with pytest.raises(ValueError, match="seed"):
         torch_loader(dataset, proxy, seed=-1)
+
+
+@pytest.mark.parametrize("world_size, drop_last", [(1, False), (1, True), (3, False), (3, True)])
+def test_sampler_orders_equal_the_documented_permutation_dealt_out(world_size, drop_last):
+    indices = np.arange(100, 131)  # 31 indices: 31 % 3 = 1 is padded or dropped
+    order = {r: ProxySampler(indices, seed=11, rank=r, world_size=world_size, drop_last=drop_last)
+             for r in range(world_size)}
+    per_rank = 31 // world_size if drop_last else -(-31 // world_size)
+    for epoch in (0, 1, 5):
+        permuted = indices[np.random.default_rng([11, epoch]).permutation(31)]
+        dealt = np.resize(permuted, per_rank * world_size)
+        for r, sampler in order.items():
+            assert len(sampler) == per_rank
+            got = sampler.order(epoch)
+            assert got.dtype == np.int64
+            assert got.tolist() == dealt[r::world_size].tolist()
+    unshuffled = ProxySampler(indices, shuffle=False, rank=1, world_size=3)
+    assert unshuffled.order(4).tolist() == np.resize(indices, 33)[1::3].tolist()
+
+
+def test_sampler_repr_and_errors_are_whole():
+    sampler = ProxySampler(torch.tensor([5, 1, 2], dtype=torch.int32), seed=4, rank=1, world_size=2, drop_last=True)
+    assert sampler.indices.dtype == np.int64
+    assert repr(sampler) == "ProxySampler(k=3, shuffle=True, seed=4, rank=1, world_size=2, drop_last=True, epoch=0)"
+    assert iter(sampler) is not None and sampler.advance() == 1 and sampler.epoch == 2
+    sampler.set_epoch(7)
+    assert repr(sampler).endswith("epoch=7)")
+    with pytest.raises(TypeError, match=r"^indices must be a 1-D sequence of integers, got float64 \(2,\)$"):
+        ProxySampler([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"^indices must be a 1-D sequence of integers, got int64 \(1, 2\)$"):
+        ProxySampler([[1, 2]])
+    assert len(ProxySampler([])) == 0
+    with pytest.raises(ValueError, match=r"^rank must be in \[0, world_size = 2\), got 2$"):
+        ProxySampler([1], rank=2, world_size=2)
+    with pytest.raises(ValueError, match="^epoch "):
+        sampler.set_epoch(-1)
+    with pytest.raises(ValueError, match="^world_size "):
+        ProxySampler([1], rank=0, world_size=0)
+    with pytest.raises(ValueError, match="^rank "):
+        ProxySampler([1], rank=-1, world_size=2)
+
+
+def test_loader_refuses_each_argument_it_sets_itself_and_cycles_name_the_loader(dataset, proxy):
+    # (shuffle is torch_loader's own argument, so it never reaches the DataLoader's.)
+    for reserved in ("sampler", "batch_sampler"):
+        with pytest.raises(TypeError, match=rf"^torch_loader sets the DataLoader's '{reserved}' itself; "
+                                            "it cannot be passed$"):
+            torch_loader(dataset, proxy, **{reserved: None})
+    loader = torch_loader(dataset, proxy, batch_size=8, seed=3)
+    assert loader.batch_size == 8 and loader.sampler.seed == 3
+    # Worker seeds come from a generator seeded with the loader's seed.
+    assert loader.generator.initial_seed() == 3
+    cycle = cycle_loader(loader)
+    assert iter(cycle) is cycle and cycle.passes == 0
+    next(cycle)
+    assert cycle.passes == 1
+    with pytest.raises(ValueError, match=r"^cannot cycle over an empty loader \(DataLoader yields no batch\)$"):
+        next(cycle_loader(torch_loader(dataset, [1, 2], batch_size=4, drop_last=True)))
+
+
+def test_rank_defaults_to_one_process_outside_torch_distributed(dataset, proxy):
+    from proxyfast.loaders import distributed_rank
+
+    assert not torch.distributed.is_initialized()
+    assert distributed_rank() == (0, 1)
+    assert distributed_rank(None, 3) == (0, 3)
+    assert distributed_rank(2, 3) == (2, 3)
