@@ -24,7 +24,7 @@ declare -A TESTS=(
   [baseline/forgetting_events.py]="tests/test_forgetting.py"
   [selection/forgetting.py]="tests/test_forgetting.py tests/test_selection_exact.py"
   [selection/kcenter.py]="tests/test_kcenter.py tests/test_selection_exact.py"
-  [selection/registry.py]="tests/test_select.py tests/test_selection_exact.py"
+  [selection/registry.py]="tests/test_registry.py tests/test_select.py tests/test_selection_exact.py"
   [scoring/scores.py]="tests/test_score.py tests/test_scoring.py"
   [loaders/pytorch.py]="tests/test_loaders_torch.py"
   [loaders/_subset.py]="tests/test_loader_subset.py tests/test_loaders_torch.py"
@@ -63,6 +63,8 @@ EOF
     echo "[mutmut]"
     echo "source_paths = proxyfast"
     echo "only_mutate = proxyfast/$module"
+    # torch is not fork-safe: a mutant forked from the process that ran the tests can hang.
+    echo "process_isolation = forkserver"
     printf 'pytest_add_cli_args_test_selection =\n'
     for t in $tests; do echo "    $t"; done
     printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n'
