@@ -229,3 +229,108 @@ def test_by_bin_bad_arguments():
         ops.weighted_sample_by_bin(ids, weights, 1, seed=-1)
     with pytest.raises(ValueError, match="stream must be an integer"):
         ops.weighted_sample_by_bin(ids, weights, 1, stream=2**32)
+
+
+# The op against a plain reference: every clock computed in numpy (Philox4x32-10, the
+# uniform from 52 bits, det_log's series, one division), the k smallest taken by a full
+# stable sort. The op prunes, pre-filters with a bound and bucket-sorts; none of that may
+# change an index.
+
+
+def philox_uniforms(n: int, seed: int, stream: int) -> np.ndarray:
+    mask = np.uint64(0xFFFFFFFF)
+    pairs = np.arange((n + 1) // 2, dtype=np.uint64)
+    c0, c1 = pairs & mask, pairs >> np.uint64(32)
+    c2 = np.full_like(pairs, stream)
+    c3 = np.zeros_like(pairs)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & mask, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & mask)
+        k0, k1 = (k0 + np.uint64(0x9E3779B9)) & mask, (k1 + np.uint64(0xBB67AE85)) & mask
+    words = np.stack([(c0 << np.uint64(32)) | c1, (c2 << np.uint64(32)) | c3], axis=1).reshape(-1)[:n]
+    one_plus = ((words >> np.uint64(12)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    return one_plus + -(1.0 - 2.0**-53)
+
+
+def series_log(x: np.ndarray) -> np.ndarray:
+    bits = x.view(np.uint64)
+    mantissa = ((bits & np.uint64(0x000FFFFFFFFFFFFF)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    halve = mantissa > 1.4142135623730951
+    m = np.where(halve, mantissa * 0.5, mantissa)
+    exponent = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1023 + halve
+    s = (m + -1.0) / (m + 1.0)
+    z = s * s
+    series = np.full_like(s, 1.0 / 25.0)
+    for odd in range(23, 1, -2):
+        series = series * z + 1.0 / odd
+    log_m = (series * z) * (2.0 * s) + 2.0 * s
+    e = exponent.astype(np.float64)
+    return e * 6.93147180369123816490e-01 + (log_m + e * 1.90821492927058770002e-10)
+
+
+def reference_sample(weights: np.ndarray, k: int, seed: int, stream: int) -> np.ndarray:
+    weights = weights.astype(np.float64)
+    with np.errstate(divide="ignore", over="ignore"):
+        clocks = np.minimum(-series_log(philox_uniforms(len(weights), seed, stream)) / weights, np.finfo(np.float64).max)
+    clocks[weights == 0] = np.inf
+    return np.argsort(clocks, kind="stable")[:k]
+
+
+def test_reference_reproduces_known_draws():
+    """The reference and the op against a draw pinned from the op before its pre-filter and
+    bucket sort existed: indices for a seed never change."""
+    known = [19, 3, 14, 17, 7, 6, 16, 18]
+    weights = np.arange(1.0, 21.0)
+    assert reference_sample(weights, 8, 12345, 0).tolist() == known
+    assert ops.weighted_sample(torch.from_numpy(weights), 8, 12345).tolist() == known
+    assert reference_sample(np.array([1e-320, 1.0, 1e300, 0.0]), 3, 3, 0).tolist() == [2, 1, 0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1023, 1025, 65_535, 65_536, 65_537, 4 * 16_384 + 1, 200_003])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_equals_reference(rng, n, dtype):
+    weights = rng.pareto(1.0, size=n) + 1e-3
+    weights[rng.random(n) < 0.2] = 0.0
+    weights[0] = 1.0
+    weights = torch.from_numpy(weights).to(dtype)
+    positive = int((weights > 0).sum())
+    for k in sorted({0, 1, positive // 10, positive // 2, positive}):
+        seed, stream = int(rng.integers(2**63)), int(rng.integers(2))
+        got = ops.weighted_sample(weights, k, seed, stream).numpy()
+        np.testing.assert_array_equal(got, reference_sample(weights.numpy(), k, seed, stream), err_msg=f"k={k}")
+
+
+@pytest.mark.parametrize("case", ["equal", "powers_of_two", "extremes", "subnormal", "few_subnormal",
+                                  "some_subnormal", "few_huge"])
+def test_equals_reference_on_ties_and_extremes(rng, case):
+    """Tied clocks (index order decides: a few or some capped to the largest double share a
+    small or a middle-sized bucket, all of them one large one), weights over 600 orders of magnitude, the threshold
+    itself at the cap, one bucket holding most candidates."""
+    n = 150_001
+    weights = {
+        "equal": np.full(n, 0.5),
+        "powers_of_two": 2.0 ** rng.integers(-60, 60, size=n),
+        "extremes": np.where(rng.random(n) < 0.5, 1e300, 1e-300),
+        "subnormal": np.full(n, 5e-324),
+        "few_subnormal": np.where(np.arange(n) % 7919 == 0, 5e-324, 1.0),
+        "some_subnormal": np.where(np.arange(n) % 997 == 0, 5e-324, 1.0),
+        "few_huge": np.where(np.arange(n) % 97 == 0, 1e12, 1.0),
+    }[case]
+    for k in (1, n // 10, n // 2, n):
+        seed = int(rng.integers(2**63))
+        got = ops.weighted_sample(torch.from_numpy(weights), k, seed, 1).numpy()
+        np.testing.assert_array_equal(got, reference_sample(weights, k, seed, 1), err_msg=f"k={k}")
+
+
+def test_equals_reference_at_imagenet_size(rng):
+    n, k = 1_281_167, 128_116
+    weights = rng.uniform(0.0, 4.0, size=n) ** 2
+    seed = int(rng.integers(2**63))
+    np.testing.assert_array_equal(ops.weighted_sample(torch.from_numpy(weights), k, seed).numpy(),
+                                  reference_sample(weights, k, seed, 0))
+    bin_ids = rng.integers(0, 30, size=n).astype(np.int32)
+    bin_weights = rng.uniform(0.0, 2.0, size=30)
+    got = ops.weighted_sample_by_bin(torch.from_numpy(bin_ids), torch.from_numpy(bin_weights), k, seed, 1)
+    np.testing.assert_array_equal(got.numpy(), reference_sample(bin_weights[bin_ids], k, seed, 1))

@@ -2,9 +2,11 @@
 //
 // The k smallest exponential clocks (common/sampling_keys.h) are found without an
 // N-sized array: a deterministic sample of the clocks gives a threshold that a little
-// more than k clocks fall under; only those are kept (in index order), then sorted
-// stably by clock. If fewer than k fall under it, the caller repeats with an infinite
-// threshold, so the result is always the exact k smallest.
+// more than k clocks fall under; only those are kept (in index order), then the k
+// smallest are ordered stably by clock. A cheap lower bound on each clock rejects most
+// items before their exact clock (a logarithm and a division) is computed. If fewer than
+// k fall under the threshold, the caller repeats with an infinite one, so the result is
+// always the exact k smallest: the threshold and the bound change the work, never the indices.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +62,10 @@ CandidateCounts collect_candidates(BinWeights weights, int64_t begin, int64_t en
 // sort on the clock's bits, which order like the values for non-negative doubles).
 // `buffer` must hold n items.
 void sort_candidates(ClockCandidate* data, int64_t n, ClockCandidate* buffer);
+
+// out[0, k) = the indices of the k smallest of data[0, n) (k <= n) by clock, earlier
+// items first among equal clocks: the first k of sort_candidates, without sorting the rest.
+void smallest_in_order(const ClockCandidate* data, int64_t n, int64_t k, int64_t* out);
 
 }  // namespace cpu
 }  // namespace proxyfast

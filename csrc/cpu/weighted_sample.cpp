@@ -16,6 +16,7 @@ namespace {
 
 // Items per chunk; each chunk writes its candidates into its own slice of one buffer.
 constexpr int64_t kChunk = int64_t{1} << 16;
+constexpr int64_t kMinChunksPerThread = 4;
 
 struct Candidates {
   std::unique_ptr<ClockCandidate[]> data;  // uninitialised: pages are touched only once
@@ -36,7 +37,8 @@ Candidates gather_candidates(Weights weights, int64_t n, uint64_t seed, uint32_t
   Candidates result{std::unique_ptr<ClockCandidate[]>(new ClockCandidate[static_cast<size_t>(num_chunks * capacity)]),
                     0, 0, 0, false};
   std::unique_ptr<CandidateCounts[]> counts(new CandidateCounts[static_cast<size_t>(num_chunks)]);
-  at::parallel_for(0, num_chunks, 1, [&](int64_t first, int64_t last) {
+  // Threads only from a few chunks on: for less work, starting them costs more than it saves.
+  at::parallel_for(0, num_chunks, kMinChunksPerThread, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       counts[c] = collect_candidates(weights, c * kChunk, std::min(n, (c + 1) * kChunk), seed, stream,
                                      threshold.clock, result.data.get() + c * capacity, capacity);
@@ -63,9 +65,7 @@ void sample_into(Weights weights, int64_t n, int64_t k, uint64_t seed, uint32_t 
   if (candidates.overflowed || candidates.size < k) {  // the threshold missed: keep every positive weight
     candidates = gather_candidates(weights, n, seed, stream, ClockThreshold{HUGE_VAL, 1.0});
   }
-  std::unique_ptr<ClockCandidate[]> buffer(new ClockCandidate[static_cast<size_t>(candidates.size)]);
-  sort_candidates(candidates.data.get(), candidates.size, buffer.get());
-  for (int64_t j = 0; j < k; ++j) out[j] = candidates.data[j].index;
+  smallest_in_order(candidates.data.get(), candidates.size, k, out);
 }
 
 at::Tensor weighted_sample_cpu(const at::Tensor& weights, int64_t k, int64_t seed, int64_t stream) {
