@@ -41,6 +41,14 @@ def test_equals_brute_force_with_ties_on_a_grid(rng):
     assert len(set(got.tolist())) == 150  # duplicates of picks come last, never twice
 
 
+def test_distances_are_direct_far_from_the_origin(rng):
+    # Points near (4096, 4096, 4096): ||x||^2 - 2x.c + ||c||^2 in float32 would lose the
+    # small distances to cancellation; differences taken first keep them exact.
+    features = torch.from_numpy((rng.integers(0, 6, size=(400, 3)) + 4096).astype(np.float32))
+    got = kcenter_greedy(features, 150, seed=5)
+    assert got.tolist() == brute_force(features.numpy(), 150, int(got[0]))
+
+
 def test_first_pick_is_seeded_and_select_integration(rng):
     features = torch.from_numpy(rng.normal(size=(200, 4)).astype(np.float32))
     scores = Scores.from_entropy(rng.uniform(0.01, 1, 200)).replace(features=features)
