@@ -95,3 +95,43 @@ def test_select_p1_numpy_vectorized(benchmark, imagenet_entropies):
 def test_select_p1_paper_code(benchmark, imagenet_entropies):
     rng = np.random.RandomState(0)
     benchmark.pedantic(paper_p1_loop, args=(imagenet_entropies, 0.1, 0.25, rng), rounds=1, iterations=1)
+
+
+# ImageNet-21K scale (14.2M examples): the per-example cost should stay flat from 1.28M.
+IMAGENET21K_N = 14_197_122
+
+
+@pytest.fixture(scope="module")
+def imagenet21k_entropies() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return 10.0 ** np.clip(rng.normal(-2.0, 2.0, size=IMAGENET21K_N), -15, 0.8)
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="select-p1-cpu [ImageNet-21K scale, N=14197122, from entropies]")
+def test_select_p1_21k_proxyfast_from_float64_array(benchmark, imagenet21k_entropies):
+    benchmark.pedantic(proxyfast.select, args=(imagenet21k_entropies,),
+                       kwargs={"fraction": 0.1, "method": "p1", "bin_width": 0.25}, rounds=3, iterations=1)
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="select-p1-cpu [ImageNet-21K scale, N=14197122, from entropies]")
+def test_select_p1_21k_numpy_vectorized(benchmark, imagenet21k_entropies):
+    rng = np.random.default_rng(0)
+    benchmark.pedantic(paper_p_sampler, args=(imagenet21k_entropies, 0.1, 1, 0.25, rng), rounds=3, iterations=1)
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="weighted-sample-cpu [N=14197122, k=1419712]")
+def test_sample_21k_proxyfast(benchmark):
+    weights = torch.from_numpy(np.random.default_rng(0).uniform(0.0, 1.0, size=IMAGENET21K_N))
+    benchmark.pedantic(ops.weighted_sample, args=(weights, IMAGENET21K_N // 10, 0), rounds=3, iterations=1)
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="weighted-sample-cpu [N=14197122, k=1419712]")
+def test_sample_21k_numpy_generator_choice(benchmark):
+    weights = np.random.default_rng(0).uniform(0.0, 1.0, size=IMAGENET21K_N)
+    rng = np.random.default_rng(0)
+    benchmark.pedantic(rng.choice, args=(IMAGENET21K_N, IMAGENET21K_N // 10),
+                       kwargs={"replace": False, "p": weights / weights.sum()}, rounds=1, iterations=1)

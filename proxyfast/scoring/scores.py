@@ -107,7 +107,7 @@ def paper_log10(values: torch.Tensor) -> torch.Tensor:
     (torch's may differ in the last bit), torch's on other devices."""
     if values.device.type != "cpu":
         return torch.log10(values)
-    with np.errstate(divide="ignore"):  # log10(0) is -inf, as torch's, without a warning
+    with np.errstate(divide="ignore", invalid="ignore"):  # -inf for 0, NaN for negatives, as torch, no warning
         return torch.from_numpy(np.log10(values.detach().numpy()))
 
 
@@ -116,6 +116,21 @@ def _first_bad_index(bad: torch.Tensor) -> int | None:
     if not bool(bad.any()):
         return None
     return int(torch.argmax(bad.to(torch.uint8)))
+
+
+def _first_non_finite(values: torch.Tensor) -> int | None:
+    if values.device.type != "cpu":
+        return _first_bad_index(~torch.isfinite(values))
+    # numpy's single-threaded passes: no thread-pool start-up for one cheap pass.
+    finite = np.isfinite(values.detach().numpy())
+    return None if finite.all() else int(np.argmin(finite))
+
+
+def _to_float32(values: torch.Tensor) -> torch.Tensor:
+    if values.device.type != "cpu":
+        return values.to(torch.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, as torch's, without a warning
+        return torch.from_numpy(values.detach().numpy().astype(np.float32))
 
 
 def _as_labels(labels: Any, n: int, device: torch.device) -> torch.Tensor | None:
@@ -207,11 +222,13 @@ class Scores:
         """
         given = _as_real_tensor("entropy", entropy)
         values = given.to(torch.float64)
-        bad = _first_bad_index(~(torch.isfinite(values) & (values > 0)))
+        log10 = paper_log10(values)
+        # The log10 is finite exactly where the entropy is finite and positive: one check.
+        bad = _first_non_finite(log10)
         if bad is not None:
             raise ValueError(f"entropy must be finite and positive; entropy[{bad}] = {float(values[bad])!r}")
         labels = _as_labels(labels, len(values), values.device)
-        return cls(values.to(torch.float32), paper_log10(values).to(_log10_dtype(given)), labels)
+        return cls(_to_float32(values), log10.to(_log10_dtype(given)), labels)
 
     @classmethod
     def from_log10_entropy(cls, log10_entropy: Any, labels: Any = None) -> "Scores":

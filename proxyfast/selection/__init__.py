@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import ops
@@ -51,8 +52,20 @@ def _shuffle(indices: torch.Tensor, seed: int) -> torch.Tensor:
     if indices.numel() < 2:
         return indices
     # Equal weights, k = all: ops.weighted_sample's checks cannot fail, so the op is called as it is.
+    if indices.device.type == "cpu":  # numpy's single-threaded passes: k items, no thread-pool start-up
+        ones = torch.from_numpy(np.ones(indices.numel()))
+        order = torch.ops.proxyfast.weighted_sample.default(ones, indices.numel(), seed, SHUFFLE_STREAM)
+        return torch.from_numpy(indices.numpy()[order.numpy()])
     ones = torch.ones(indices.numel(), dtype=torch.float64, device=indices.device)
     return indices[torch.ops.proxyfast.weighted_sample.default(ones, indices.numel(), seed, SHUFFLE_STREAM)]
+
+
+def _count_per_bin(bin_ids: torch.Tensor, indices: torch.Tensor, n_bins: int) -> np.ndarray:
+    """Selected examples per bin; on the CPU by numpy's single-threaded passes (k items:
+    starting a thread pool would cost more than the work)."""
+    if bin_ids.device.type == "cpu":
+        return np.bincount(bin_ids.numpy()[indices.numpy()], minlength=n_bins)
+    return torch.bincount(bin_ids[indices].to(torch.int64), minlength=n_bins).cpu().numpy()
 
 
 def select(
@@ -113,13 +126,13 @@ def select(
     if method == "deterministic":
         params["beta"] = beta
     hist = ctx.histogram  # every proxy carries the histogram of its data, for the report
-    selected_per_bin = torch.bincount(ctx.bin_ids[indices].to(torch.int64), minlength=hist.n_bins)
+    selected_per_bin = _count_per_bin(ctx.bin_ids, indices, hist.n_bins)
     return ProxySet(
         indices,
         n=len(scores),
         method=method,
         params=params,
         histogram=hist,
-        selected_per_bin=selected_per_bin.cpu().numpy(),
+        selected_per_bin=selected_per_bin,
         scores=scores,
     )

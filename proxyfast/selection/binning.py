@@ -118,8 +118,12 @@ def histogram(log10_entropy: torch.Tensor, bin_width: float = 0.5) -> tuple[Hist
         raise ValueError("log10_entropy is empty")
     dtype = torch.float64 if log10_entropy.dtype == torch.float64 else torch.float32
     values = log10_entropy.to(dtype).contiguous()
-    lo_hi = torch.aminmax(values)
-    min_value, max_value = float(lo_hi.min), float(lo_hi.max)
+    if values.device.type == "cpu":  # numpy's single-threaded passes: no thread-pool start-up
+        array = values.detach().numpy()
+        min_value, max_value = float(array.min()), float(array.max())
+    else:
+        lo_hi = torch.aminmax(values)
+        min_value, max_value = float(lo_hi.min), float(lo_hi.max)
     if not (math.isfinite(min_value) and math.isfinite(max_value)):
         raise ValueError("log10_entropy must be finite (an entropy of exactly 0 has no log10)")
     edges = histogram_edges(min_value, max_value, bin_width)
