@@ -14,6 +14,7 @@ straightforward greedy over a full distance matrix, on a size where that matrix 
 peak memory of each is measured in a fresh process (``ru_maxrss`` growth).
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -186,7 +187,10 @@ def peak_rss_growth(code: str) -> int:
         {code}
         print(vm_hwm() - base)
     """)
-    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    # The child imports this module, and through it the tests' reference module: it gets
+    # this process's import path.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.split()[-1])
 
 
