@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import proxyfast
+from proxyfast import ops
 from proxyfast.scoring import Scores
 from proxyfast.selection.kcenter import kcenter_greedy
 
@@ -49,6 +50,30 @@ def test_distances_are_direct_far_from_the_origin(rng):
     assert got.tolist() == brute_force(features.numpy(), 150, int(got[0]))
 
 
+def test_float64_features_are_compared_in_float64(rng):
+    # The first pick at 0, the rest 1e-10 apart around 1: in float32 their distances to
+    # the first pick would all be 1, and the second pick the lowest index, not the farthest.
+    values = 1.0 + 1e-10 * rng.permutation(200).astype(np.float64)
+    first = int(ops.weighted_sample(torch.ones(200, dtype=torch.float64), 1, 2, stream=0))
+    values[first] = 0.0
+    features = torch.from_numpy(values[:, None])
+    got = kcenter_greedy(features, 20, seed=2)
+    assert got[1] == int(np.argmax(values))
+    assert got.tolist() == brute_force(features.numpy(), 20, first)
+
+
+def test_the_first_pick_is_the_seeded_uniform_draw_and_the_result_int64(rng):
+    features = torch.from_numpy(rng.normal(size=(60, 2)).astype(np.float32))
+    for seed in range(4):
+        first = ops.weighted_sample(torch.ones(60, dtype=torch.float64), 1, seed, stream=0)
+        one = kcenter_greedy(features, 1, seed=seed)
+        assert one.dtype == torch.int64 and one.tolist() == first.tolist()
+        many = kcenter_greedy(features, 9, seed=seed)
+        assert many.dtype == torch.int64 and many[0] == first[0]
+    assert kcenter_greedy(features, 9).tolist() == kcenter_greedy(features, 9, seed=0).tolist()
+    assert kcenter_greedy(features, 0).dtype == torch.int64
+
+
 def test_first_pick_is_seeded_and_select_integration(rng):
     features = torch.from_numpy(rng.normal(size=(200, 4)).astype(np.float32))
     scores = Scores.from_entropy(rng.uniform(0.01, 1, 200)).replace(features=features)
@@ -68,12 +93,13 @@ def test_half_precision_features_and_edge_sizes(rng):
     assert kcenter_greedy(half, 10, seed=1).tolist() == kcenter_greedy(half.float(), 10, seed=1).tolist()
     with pytest.raises(ValueError, match="k must be at most 50, got 51"):
         kcenter_greedy(features, 51)
-    with pytest.raises(ValueError, match="2-D floating-point"):
+    with pytest.raises(ValueError, match=r"^features must be a 2-D floating-point tensor \[N, D\]$"):
         kcenter_greedy(features[:, 0], 2)
 
 
 def test_kcenter_without_features_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"needs scores with features.*features=True"):
+    with pytest.raises(ValueError, match=r"^method 'kcenter' needs scores with features: compute them with "
+                                         r"proxyfast\.score\(model, dataset, features=True\)$"):
         proxyfast.select(Scores.from_entropy([0.5, 0.2, 0.1]), k=1, method="kcenter")
 
 
