@@ -21,6 +21,8 @@ __all__ = [
     "check_output_dir",
     "check_output_paths",
     "check_real",
+    "check_seed",
+    "MAX_SEED",
     "NotAnIntegerError",
     "same_file",
 ]
@@ -41,6 +43,22 @@ def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = Non
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return int(value)
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed as an int: an integer (or a 0-d integer tensor) in [0, 2^63 - 1], the range
+    every seeded op and file accepts."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise NotAnIntegerError(f"{name} must be an integer in [0, 2^63 - 1], got {type(value).__name__}")
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, 2^63 - 1], got {value}")
     return int(value)
 
 

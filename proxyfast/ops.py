@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from . import _checks
 from ._extension import _C  # noqa: F401  (loads the library, which registers the operators)
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MAX_SEED = 2**63 - 1
+_MAX_STREAM = 2**32 - 1  # Philox streams are 32-bit
 
 
 def has_cuda_kernels() -> bool:
@@ -148,8 +149,7 @@ def _check_bins(lo, bin_width, n_bins, top):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if bin_width <= 0:
         raise ValueError(f"bin_width must be positive, got {bin_width!r}")
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    _checks.check_int("n_bins", n_bins)
     if top < lo:
         raise ValueError(f"top ({top}) must not be below lo ({lo})")
 
@@ -165,14 +165,7 @@ def histogram_bins(values, lo, bin_width, n_bins, top):
 
 def check_seed(seed) -> int:
     """Returns ``seed`` as an int after checking it is an integer in [0, 2^63)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) and not (
-        isinstance(seed, torch.Tensor) and seed.dim() == 0 and not seed.is_floating_point()
-    ):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
-    seed = int(seed)
-    if not 0 <= seed <= _MAX_SEED:
-        raise ValueError(f"seed must be in [0, 2^63 - 1], got {seed}")
-    return seed
+    return _checks.check_seed("seed", seed)
 
 
 def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 0) -> torch.Tensor:
@@ -193,15 +186,9 @@ def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 
         raise ValueError("weights is empty")
     if weights.numel() > 2**31 - 1:
         raise ValueError(f"weights may hold at most 2^31 - 1 items, got {weights.numel()}")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k must be non-negative, got {k}")
+    k = _checks.check_int("k", k, 0)
     seed = check_seed(seed)
-    if isinstance(stream, bool) or not isinstance(stream, int):
-        raise TypeError(f"stream must be an integer, got {type(stream).__name__}")
-    if not 0 <= stream < 2**32:
-        raise ValueError(f"stream must be in [0, 2^32 - 1], got {stream}")
+    stream = _checks.check_int("stream", stream, 0, _MAX_STREAM)
     low, high = (float(v) for v in torch.aminmax(weights))
     if math.isnan(low) or math.isnan(high) or math.isinf(high):
         raise ValueError("weights must be finite; found inf or NaN")
@@ -233,13 +220,9 @@ def weighted_sample_by_bin(bin_ids: torch.Tensor, bin_weights: torch.Tensor, k: 
         raise ValueError("bin_ids is empty")
     if bin_weights.numel() == 0:
         raise ValueError("bin_weights is empty")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k must be non-negative, got {k}")
+    k = _checks.check_int("k", k, 0)
     seed = check_seed(seed)
-    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 <= stream < 2**32:
-        raise ValueError(f"stream must be an integer in [0, 2^32 - 1], got {stream!r}")
+    stream = _checks.check_int("stream", stream, 0, _MAX_STREAM)
     low, high = (float(v) for v in torch.aminmax(bin_weights))
     if math.isnan(low) or math.isnan(high) or math.isinf(high):
         raise ValueError("bin_weights must be finite; found inf or NaN")

@@ -28,7 +28,7 @@ import torch
 
 from .selection import summary as report
 from ._atomic import atomic_write
-from ._checks import check_bin_width, check_fraction, check_int, check_output_dir, check_real
+from ._checks import check_bin_width, check_fraction, check_int, check_output_dir, check_real, check_seed
 from .data import fashion_mnist
 from .scoring import write_entropy_list
 from .models import resnet20
@@ -86,7 +86,7 @@ class PipelineConfig:
         for name, minimum in (("epochs", 1), ("width", 1), ("stem_stride", 1), ("batch_size", 2),
                               ("crop_padding", 0)):
             check_int(name, getattr(self, name), minimum)
-        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_seed("seed", self.seed)
         check_real("lr", self.lr, 0.0, open_low=True)
         check_fraction("fraction", self.fraction)
         check_bin_width("bin_width", self.bin_width)

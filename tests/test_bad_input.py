@@ -194,7 +194,7 @@ def test_an_output_of_the_wrong_kind_is_refused_up_front(capsys, tmp_path, entro
     ("--bin-width", "-1", "--bin-width must be a positive finite number, got -1.0"),
     ("--bin-width", "nan", "--bin-width must be a positive finite number"),
     ("--epochs", "0", "--epochs must be at least 1"),
-    ("--seed", "-1", "--seed must be at least 0"),
+    ("--seed", "-1", "--seed must be an integer in [0, 2^63 - 1], got -1"),
     ("--device", "bogus", "--device 'bogus' is not a valid device"),
     ("--threads", "0", "--threads must be at least 1"),
 ])
@@ -524,7 +524,7 @@ def test_weighted_sample_refuses_a_fractional_or_out_of_range_stream():
     with pytest.raises(TypeError, match="stream must be an integer, got float"):
         ops.weighted_sample(weights, 3, 0, stream=1.5)
     for stream in (-1, 2**32):
-        with pytest.raises(ValueError, match=r"stream must be in \[0, 2\^32 - 1\]"):
+        with pytest.raises(ValueError, match=f"stream must be at (least 0|most {2**32 - 1}), got {stream}"):
             ops.weighted_sample(weights, 3, 0, stream=stream)
     assert ops.weighted_sample(weights, 3, 0, stream=2**32 - 1).shape == (3,)
 

@@ -92,7 +92,7 @@ def test_bad_input():
     for bad in (torch.zeros(3, dtype=torch.float16), torch.zeros(3, dtype=torch.int64), torch.zeros(2, 2)):
         with pytest.raises(TypeError, match="values must be a 1-D float32 or float64 tensor"):
             ops.histogram_bins(bad, 0.0, 0.5, 2, 1.0)
-    with pytest.raises(ValueError, match="n_bins must be a positive integer"):
+    with pytest.raises(ValueError, match="n_bins must be at least 1, got 0"):
         ops.histogram_bins(torch.zeros(3), 0.0, 0.5, 0, 1.0)
 
 

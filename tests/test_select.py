@@ -224,7 +224,7 @@ def test_custom_methods_register_and_cannot_shadow(rng):
         ({"k": 3, "beta": float("nan")}, ValueError, r"beta must be in \[0, 1\], got nan"),
         ({"k": 3, "bin_width": 0}, ValueError, "bin_width must be a positive finite number"),
         ({"k": 3, "bin_width": float("inf")}, ValueError, "bin_width must be a positive finite number"),
-        ({"k": 3, "seed": -1}, ValueError, "seed must be in"),
+        ({"k": 3, "seed": -1}, ValueError, r"seed must be an integer in \[0, 2\^63 - 1\], got -1"),
         ({"k": 3, "round_to": 0}, ValueError, "round_to must be at least 1, got 0"),
         ({"k": 3, "device": "nonsense"}, ValueError, "device 'nonsense' is not a valid device"),
     ],

@@ -138,7 +138,7 @@ def test_bad_arguments():
         ops.weighted_sample(w, 6, 0)
     with pytest.raises(ValueError, match=r"k = 3 exceeds the number of positive weights \(2\)"):
         ops.weighted_sample(torch.tensor([0.0, 1.0, 0.0, 2.0]), 3, 0)
-    with pytest.raises(ValueError, match="k must be non-negative"):
+    with pytest.raises(ValueError, match="k must be at least 0, got -1"):
         ops.weighted_sample(w, -1, 0)
     with pytest.raises(TypeError, match="k must be an integer"):
         ops.weighted_sample(w, 2.0, 0)
@@ -153,7 +153,7 @@ def test_bad_arguments():
         ops.weighted_sample(torch.ones(3, dtype=torch.int64), 1, 0)
     with pytest.raises(ValueError, match="weights is empty"):
         ops.weighted_sample(torch.ones(0), 0, 0)
-    with pytest.raises(ValueError, match="seed must be in"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\^63 - 1\], got -1"):
         ops.weighted_sample(w, 1, -1)
     with pytest.raises(TypeError, match="seed must be an integer"):
         ops.weighted_sample(w, 1, 0.5)
@@ -223,11 +223,11 @@ def test_by_bin_bad_arguments():
         ops.weighted_sample_by_bin(ids, weights.float(), 1)
     with pytest.raises(ValueError, match="bin_ids is empty"):
         ops.weighted_sample_by_bin(torch.zeros(0, dtype=torch.int32), weights, 0)
-    with pytest.raises(ValueError, match="k must be non-negative"):
+    with pytest.raises(ValueError, match="k must be at least 0, got -1"):
         ops.weighted_sample_by_bin(ids, weights, -1)
-    with pytest.raises(ValueError, match="seed must be in"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\^63 - 1\], got -1"):
         ops.weighted_sample_by_bin(ids, weights, 1, seed=-1)
-    with pytest.raises(ValueError, match="stream must be an integer"):
+    with pytest.raises(ValueError, match=f"stream must be at most {2**32 - 1}, got {2**32}"):
         ops.weighted_sample_by_bin(ids, weights, 1, stream=2**32)
 
 

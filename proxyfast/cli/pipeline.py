@@ -28,6 +28,7 @@ from .._checks import (
     check_output_dir,
     check_output_paths,
     check_real,
+    check_seed,
     same_file,
 )
 from ..data import dataset_fingerprint, load_dataset
@@ -93,9 +94,6 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable[[ar
     return {"pretrain": _run_pretrain, "score": _run_score, "pipeline": _run_pipeline}
 
 
-_MAX_SEED = 2**63 - 1
-
-
 def _channels_and_classes(dataset) -> tuple[int, int]:
     first = dataset[0][0]
     return first.shape[0], len(dataset.classes)
@@ -108,7 +106,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
         check_int(name, value, minimum)
     check_real("--lr", args.lr, 0.0, open_low=True)
     check_real("--weight-decay", args.weight_decay, 0.0)
-    check_int("--seed", args.seed, 0, _MAX_SEED)
+    check_seed("--seed", args.seed)
     check_output_paths({"--out": args.out})  # an existing --out is the checkpoint to resume, as intended
     device = setup_run(args)
     train_set = load_dataset(args.dataset, args.data_root, train=True, image_size=args.image_size)
@@ -226,7 +224,7 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     check_int("--width", args.width)
     check_fraction("--fraction", args.fraction)
     check_bin_width("--bin-width", args.bin_width)
-    check_int("--seed", args.seed, 0, _MAX_SEED)
+    check_seed("--seed", args.seed)
     device = setup_run(args)
     config = PipelineConfig(
         out=args.out, data_root=args.data_root, epochs=args.epochs, width=args.width, fraction=args.fraction,

@@ -30,6 +30,7 @@ from .._checks import (
     check_output_dir,
     check_output_paths,
     check_real,
+    check_seed,
 )
 from .._fileformat import PREAMBLE
 from ..scoring import MAGIC as SCORES_MAGIC
@@ -102,7 +103,7 @@ def _summary(proxy: ProxySet, seconds: float) -> str:
 def _check_selection_arguments(args: argparse.Namespace) -> None:
     if args.fraction is not None:
         check_fraction("--fraction", args.fraction)
-    check_int("--seed", args.seed, 0, 2**63 - 1)
+    check_seed("--seed", args.seed)
     if args.device is not None:
         check_device("--device", args.device)
 

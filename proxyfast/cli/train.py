@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 
 from .._atomic import atomic_write
-from .._checks import check_int, check_output_dir, check_real
+from .._checks import check_int, check_output_dir, check_real, check_seed
 from .._fileformat import read_text
 from .._version import __version__
 from ..data import load_dataset
@@ -167,7 +167,7 @@ def _check_train_arguments(args: argparse.Namespace, settings: dict) -> None:
                                ("--stem-stride", "stem_stride", 1), ("--eval-every", "eval_every", 0),
                                ("--warmup-epochs", "warmup_epochs", 0)):
         check_int(name, settings[key], minimum)
-    check_int("--seed", args.seed, 0, 2**63 - 1)
+    check_seed("--seed", args.seed)
     check_real("--lr", settings["lr"], 0.0, open_low=True)
     check_real("--weight-decay", settings["weight_decay"], 0.0)
     if settings["grad_clip"] is not None:
