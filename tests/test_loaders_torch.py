@@ -269,3 +269,13 @@ def test_rank_defaults_to_one_process_outside_torch_distributed(dataset, proxy):
     assert distributed_rank() == (0, 1)
     assert distributed_rank(None, 3) == (0, 3)
     assert distributed_rank(2, 3) == (2, 3)
+
+
+def test_loader_defaults_are_the_documented_ones(dataset, proxy):
+    loader = torch_loader(dataset, proxy)
+    assert (loader.batch_size, loader.num_workers, loader.drop_last) == (64, 0, False)
+    sampler = loader.sampler
+    assert (sampler.seed, sampler.shuffle, sampler.rank, sampler.world_size, sampler.drop_last) == (0, True, 0, 1, False)
+    assert sampler.indices.tolist() == proxy.indices.tolist()
+    train = torch_loader(dataset, proxy, part="train").sampler.indices
+    assert train.tolist() == proxy.split(0.5)[0].tolist()
