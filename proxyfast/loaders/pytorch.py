@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from ..selection import ProxySet
 from ._subset import subset_indices
 
@@ -81,7 +81,7 @@ class ProxySampler(Sampler[int]):
             raise TypeError(f"indices must be a 1-D sequence of integers, got {indices.dtype} {indices.shape}")
         self.indices = indices.astype(np.int64)
         self.shuffle = bool(shuffle)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_seed("seed", seed)
         self.rank, self.world_size = distributed_rank(rank, world_size)
         self.drop_last = bool(drop_last)
         self.epoch = 0  # the epoch of the next pass

@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._atomic import atomic_write
-from .._checks import check_int, check_output_dir, check_real
+from .._checks import check_int, check_output_dir, check_real, check_seed
 from .._version import __version__
 from ..runtime import (
     Progress,
@@ -149,7 +149,7 @@ class SearchConfig:
             check_int(name, getattr(self, name))
         check_int("batch_size", self.batch_size, 2)  # batch norm needs two examples
         check_int("warmup_epochs", self.warmup_epochs, 0)
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         if self.multiplier > self.steps:
             raise ValueError(f"multiplier ({self.multiplier}) cannot exceed steps ({self.steps})")
         if self.stem not in STEMS:

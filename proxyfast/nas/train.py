@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from ..data.fingerprint import dataset_fingerprint
 from ..loaders.ffcv import ffcv_loader, write_beton
 from ..loaders.pytorch import distributed_rank
@@ -302,7 +302,7 @@ def _check_recipe(world_size: int, *, epochs, batch_size, lr, momentum, weight_d
                   label_smoothing) -> _Recipe:
     epochs = check_int("epochs", epochs, 1)
     schedule = check_lr_schedule(epochs, lr_schedule, warmup_epochs, label_smoothing)
-    seed = check_int("seed", seed, 0)
+    seed = check_seed("seed", seed)
     cutout = check_int("cutout", cutout, 0)
     lr = check_real("lr", lr, 0.0, open_low=True)
     momentum = check_real("momentum", momentum, 0.0, 1.0, open_high=True)
