@@ -144,11 +144,8 @@ def _entropy_backward(ctx, grad_entropy, grad_log10_entropy):
 
 
 def _check_bins(lo, bin_width, n_bins, top):
-    for name, value in (("lo", lo), ("bin_width", bin_width), ("top", top)):
-        if not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if bin_width <= 0:
-        raise ValueError(f"bin_width must be positive, got {bin_width!r}")
+    lo, top = _checks.check_real("lo", lo), _checks.check_real("top", top)
+    _checks.check_bin_width("bin_width", bin_width)
     _checks.check_int("n_bins", n_bins)
     if top < lo:
         raise ValueError(f"top ({top}) must not be below lo ({lo})")
