@@ -279,3 +279,9 @@ def test_loader_defaults_are_the_documented_ones(dataset, proxy):
     assert sampler.indices.tolist() == proxy.indices.tolist()
     train = torch_loader(dataset, proxy, part="train").sampler.indices
     assert train.tolist() == proxy.split(0.5)[0].tolist()
+
+
+def test_batch_size_is_checked_in_the_shared_wording(dataset, proxy):
+    with pytest.raises(ValueError, match=r"^batch_size must be at least 1, got 0$"):
+        torch_loader(dataset, proxy, batch_size=0)
+    assert [len(labels) for _, labels in torch_loader(dataset, [4, 7], batch_size=1)] == [1, 1]
