@@ -28,7 +28,12 @@ declare -A TESTS=(
   [scoring/scores.py]="tests/test_score.py tests/test_scoring.py"
   [loaders/pytorch.py]="tests/test_loaders_torch.py"
   [loaders/_subset.py]="tests/test_loader_subset.py tests/test_loaders_torch.py"
-  [nas/architect.py]="tests/test_nas.py"
+  [nas/architect.py]="$(printf 'tests/test_nas.py::%s ' test_first_order_step_uses_the_paper_defaults \
+    test_second_order_step_moves_only_the_alphas test_second_order_gradient_matches_finite_differences \
+    test_architect_through_data_parallel test_first_order_step_is_adam_on_the_validation_gradient \
+    test_second_order_step_is_adam_on_the_unrolled_gradient test_unrolled_weights_are_the_weight_optimisers_sgd_step \
+    test_hessian_vector_product_is_the_central_difference_and_zero_for_a_zero_vector \
+    test_architect_state_round_trips_and_errors_are_whole)"
   [nas/search.py]="tests/test_search.py"
 )
 ORDER=(selection/methods.py selection/binning.py baseline/forgetting_events.py selection/forgetting.py
