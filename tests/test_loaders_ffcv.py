@@ -7,6 +7,7 @@ test_loaders_torch.py checks in detail.
 
 import importlib.util
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -220,3 +221,16 @@ def test_batches_go_to_the_device(dataset, proxy, beton):
     loader = ffcv_loader(beton, proxy, batch_size=8, seed=5, num_workers=WORKERS, device="cuda")
     epoch = [(images.cpu(), labels.cpu()) for images, labels in loader]
     assert_same_epoch(epoch, batches(torch_loader(dataset, proxy, batch_size=8, seed=5)))
+
+
+def test_loading_and_using_ffcv_leave_torch_threads_alone(proxy, beton):
+    # FFCV sets torch's thread count when it is imported and when a loader is built; a
+    # different count changes the order of floating-point sums in the caller's training.
+    torch.set_num_threads(3)  # restored by the conftest fixture
+    loader = ffcv_loader(beton, proxy, batch_size=8, seed=2, num_workers=1)
+    assert torch.get_num_threads() == 3
+    assert sum(len(labels) for _, labels in loader) == len(proxy)
+    assert torch.get_num_threads() == 3
+    code = ("import torch; torch.set_num_threads(3); from proxyfast.loaders.ffcv import _require_ffcv; "
+            "_require_ffcv(); print(torch.get_num_threads())")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["3"]

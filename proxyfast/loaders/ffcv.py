@@ -53,11 +53,17 @@ _ERROR_BYTES = 1024
 
 
 def _require_ffcv() -> None:
-    """Imports FFCV, or raises ImportError saying how to install it."""
+    """Imports FFCV, or raises ImportError saying how to install it. FFCV sets torch's
+    thread count as it loads (to 1) and as it builds a loader (to its workers); the
+    caller's setting is put back, so that importing or using a loader changes neither
+    the speed nor the floating-point sums of the rest of the program."""
+    threads = torch.get_num_threads()
     try:
         import ffcv  # noqa: F401
     except ImportError as error:
         raise ImportError(f"{INSTALL_HINT} (importing ffcv failed: {error})") from error
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _default_workers() -> int:
@@ -284,7 +290,15 @@ class FFCVProxyLoader:
 
     def __iter__(self):
         self._order.epoch = self.sampler.advance()
-        return iter(self.loader)
+        threads = torch.get_num_threads()
+        try:
+            for batch in self.loader:
+                # FFCV's epoch thread sets torch's thread count as it starts (see _require_ffcv).
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
+                yield batch
+        finally:
+            torch.set_num_threads(threads)
 
     def __repr__(self) -> str:
         return f"FFCVProxyLoader({self.loader.fname!r}, batch_size={self.batch_size}, sampler={self.sampler})"
@@ -361,10 +375,12 @@ def ffcv_loader(
     pipelines.update({IMAGE_FIELD: image_pipeline, LABEL_FIELD: label_pipeline})
 
     order = ProxyTraversalOrder(sampler)
+    threads = torch.get_num_threads()
     loader = Loader(
         path, batch_size=batch_size, num_workers=num_workers, os_cache=os_cache, order=order,
         indices=indices, pipelines=pipelines, drop_last=drop_last, batches_ahead=batches_ahead,
         # The order shards over ranks itself; FFCV's distributed mode would shard again.
         distributed=False, seed=sampler.seed,
     )
+    torch.set_num_threads(threads)  # see _require_ffcv
     return FFCVProxyLoader(loader, sampler, order)
