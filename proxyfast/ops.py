@@ -165,6 +165,20 @@ def check_seed(seed) -> int:
     return _checks.check_seed("seed", seed)
 
 
+def _check_draw(k, seed, stream) -> tuple[int, int, int]:
+    """The sampler's k, seed and stream, checked; shared by both sampling ops."""
+    return _checks.check_int("k", k, 0), check_seed(seed), _checks.check_int("stream", stream, 0, _MAX_STREAM)
+
+
+def _check_weights(name: str, weights: torch.Tensor) -> None:
+    """Sampling weights must be finite and non-negative (one pass: their min and max)."""
+    low, high = (float(v) for v in torch.aminmax(weights))
+    if math.isnan(low) or math.isnan(high) or math.isinf(high):
+        raise ValueError(f"{name} must be finite; found inf or NaN")
+    if low < 0:
+        raise ValueError(f"{name} must be non-negative; found a negative weight")
+
+
 def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 0) -> torch.Tensor:
     """``k`` distinct indices drawn without replacement, each draw proportional to the
     weights of the items not yet drawn (numpy's ``choice(n, k, replace=False, p=w/w.sum())``),
@@ -183,14 +197,8 @@ def weighted_sample(weights: torch.Tensor, k: int, seed: int = 0, stream: int = 
         raise ValueError("weights is empty")
     if weights.numel() > 2**31 - 1:
         raise ValueError(f"weights may hold at most 2^31 - 1 items, got {weights.numel()}")
-    k = _checks.check_int("k", k, 0)
-    seed = check_seed(seed)
-    stream = _checks.check_int("stream", stream, 0, _MAX_STREAM)
-    low, high = (float(v) for v in torch.aminmax(weights))
-    if math.isnan(low) or math.isnan(high) or math.isinf(high):
-        raise ValueError("weights must be finite; found inf or NaN")
-    if low < 0:
-        raise ValueError("weights must be non-negative; found a negative weight")
+    k, seed, stream = _check_draw(k, seed, stream)
+    _check_weights("weights", weights)
     positive = int(torch.count_nonzero(weights))
     if k > positive:
         raise ValueError(f"k = {k} exceeds the number of positive weights ({positive})")
@@ -217,14 +225,8 @@ def weighted_sample_by_bin(bin_ids: torch.Tensor, bin_weights: torch.Tensor, k: 
         raise ValueError("bin_ids is empty")
     if bin_weights.numel() == 0:
         raise ValueError("bin_weights is empty")
-    k = _checks.check_int("k", k, 0)
-    seed = check_seed(seed)
-    stream = _checks.check_int("stream", stream, 0, _MAX_STREAM)
-    low, high = (float(v) for v in torch.aminmax(bin_weights))
-    if math.isnan(low) or math.isnan(high) or math.isinf(high):
-        raise ValueError("bin_weights must be finite; found inf or NaN")
-    if low < 0:
-        raise ValueError("bin_weights must be non-negative; found a negative weight")
+    k, seed, stream = _check_draw(k, seed, stream)
+    _check_weights("bin_weights", bin_weights)
     if bin_counts is None:
         low_id, high_id = (int(v) for v in torch.aminmax(bin_ids))
         if low_id < 0 or high_id >= bin_weights.numel():
